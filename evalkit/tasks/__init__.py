@@ -1,0 +1,1 @@
+"""Datasets, prompt rendering and the built-in general probes."""
