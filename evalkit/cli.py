@@ -1,0 +1,155 @@
+"""The `evalkit` command. Thin: parse flags, call the library, map errors to exit codes.
+
+Exit codes: 0 all gates passed, 1 a gate failed, 2 bad input, 3 infrastructure failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from evalkit.errors import EXIT_BAD_INPUT, EvalkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Evaluate LoRA adapters for task gain and forgetting; gate releases.")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _fail(exc: EvalkitError) -> None:
+    console = _console()
+    console.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True,
+                  soft_wrap=True)
+    if exc.hint:
+        console.print(exc.hint, highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except EvalkitError as exc:
+        _fail(exc)
+
+
+def _rich_progress(console: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, transient=False)
+
+    @contextmanager
+    def factory(description: str, total: int) -> Iterator[Any]:
+        task_id = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task_id, n)
+        bar.update(task_id, completed=total)
+
+    return bar, factory
+
+
+@app.command()
+def run(
+    suite: Annotated[Path, typer.Argument(help="the suite YAML file")],
+    output_dir: Annotated[Path | None, typer.Option(
+        "--output-dir", "-o", help="default: reports/<suite>-<timestamp>/")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="evaluate only the first N examples of each task (a smoke run)")] = None,
+    variants: Annotated[str | None, typer.Option(
+        help="comma-separated subset, e.g. base,legal-r16 (base is always included)")] = None,
+    seed: Annotated[int | None, typer.Option(help="overrides settings.seed")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Evaluate base, adapters and merged variants; write the report; exit with the gates."""
+    from evalkit.pipeline import run_suite
+
+    console = _console()
+    chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    with _errors():
+        if quiet:
+            outcome = run_suite(suite, output_dir=output_dir, limit=limit, variants=chosen,
+                                seed=seed)
+        else:
+            bar, factory = _rich_progress(console)
+            with bar:
+                outcome = run_suite(suite, output_dir=output_dir, limit=limit,
+                                    variants=chosen, seed=seed, progress=factory)
+    _print_outcome(outcome.results, outcome.output_dir)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_outcome(results: dict[str, Any], out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="gates", show_lines=False)
+    for col in ("gate", "result", "detail"):
+        table.add_column(col)
+    for g in results["gates"]:
+        mark = "[green]pass[/]" if g["passed"] else (
+            "[red]FAIL[/]" if g["severity"] == "error" else "[yellow]warn[/]")
+        table.add_row(g["name"], mark, g["detail"])
+    console.print(table)
+    for variant, f in results["forgetting"].items():
+        if f["flagged"]:
+            probes = ", ".join(f"{p['task']}/{p['metric']}" for p in f["probes"])
+            console.print(f"[bold red]forgetting[/] {variant}: {probes}", highlight=False)
+    for check in results["integrity"]:
+        if not check["passed"]:
+            console.print(f"[bold red]integrity[/] {check['check']} {check['variant']}: "
+                          f"{check['detail']}", highlight=False)
+    verdict = {0: "[green]PASS[/]", 1: "[red]FAIL[/] (a gate failed)",
+               3: "[red]ERROR[/] (integrity)"}.get(results["exit_code"], "")
+    console.print(f"{verdict}  report: {out_dir / 'report.html'}", highlight=False)
+
+
+@app.command()
+def validate(
+    suite: Annotated[Path, typer.Argument(help="the suite YAML file")],
+) -> None:
+    """Check a suite, its data and its references without loading any model."""
+    from evalkit.pipeline import validate as validate_suite
+
+    with _errors():
+        loaded, plan = validate_suite(suite)
+    n = sum(len(t.examples) for t in plan.tasks)
+    typer.echo(f"{suite}: ok — {len(plan.variants)} variants × {len(plan.tasks)} tasks "
+               f"({n} examples), {len(loaded.config.gates)} gates")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory holding results.json")],
+) -> None:
+    """Re-render report.html, junit.xml and summary.md from results.json."""
+    from evalkit.report import load_results, write_outputs
+
+    with _errors():
+        results = load_results(run_dir)
+        write_outputs(results, run_dir)
+    typer.echo(f"wrote {run_dir / 'report.html'}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except SystemExit:
+        raise
+
+
+__all__ = ["app", "main", "EXIT_BAD_INPUT"]

@@ -1,0 +1,93 @@
+"""Metrics computed from a generated text. Each returns a float, or NaN when the output
+cannot be scored (the caller records why)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections import Counter
+from typing import Any
+
+_WORD = re.compile(r"[\w']+", re.UNICODE)
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def normalize(text: str) -> str:
+    """Lower case, accents and punctuation folded to spaces, whitespace collapsed."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def exact_match(output: str, reference: str) -> float:
+    return float(output.strip() == reference.strip())
+
+
+def contains(output: str, value: str) -> float:
+    return float(value.lower() in output.lower())
+
+
+def regex_match(output: str, pattern: str) -> float:
+    return float(re.search(pattern, output) is not None)
+
+
+def parse_json_object(output: str) -> Any | None:
+    """The output as JSON (a ```json fence around it allowed), or None."""
+    text = output.strip()
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1)
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return None
+
+
+def json_valid(output: str) -> float:
+    return float(isinstance(parse_json_object(output), dict))
+
+
+def json_field_match(output: str, reference: str, field: str) -> float:
+    """1 when the output's JSON has `field` equal to the reference JSON's `field`.
+    NaN when the reference itself lacks the field (the example cannot be scored)."""
+    ref = parse_json_object(reference)
+    if not isinstance(ref, dict) or field not in ref:
+        return math.nan
+    got = parse_json_object(output)
+    if not isinstance(got, dict) or field not in got:
+        return 0.0
+    a, b = got[field], ref[field]
+    if isinstance(a, str) and isinstance(b, str):
+        return float(normalize(a) == normalize(b))
+    return float(a == b)
+
+
+def accepted_match(output: str, accepted: list[str]) -> float:
+    """1 when any accepted answer appears in the output as whole words."""
+    text = f" {normalize(output)} "
+    return float(any(f" {normalize(a)} " in text for a in accepted if normalize(a)))
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def distinct_n(text: str, n: int = 2) -> float:
+    """Share of the answer's n-grams that are distinct (1.0 = no n-gram repeats).
+    NaN for answers too short to have an n-gram."""
+    grams = _ngrams(words(text), n)
+    return len(set(grams)) / len(grams) if grams else math.nan
+
+
+def repeated_ngram_rate(text: str, n: int = 3) -> float:
+    """Share of n-gram occurrences that repeat an earlier one in the same answer."""
+    grams = _ngrams(words(text), n)
+    if not grams:
+        return math.nan
+    counts = Counter(grams)
+    return sum(c - 1 for c in counts.values()) / len(grams)
+
+
+def _ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]

@@ -1,0 +1,132 @@
+"""One run, stage by stage: suite -> plan -> engine -> records -> scores -> comparison ->
+gates -> outputs. Each stage takes the previous stage's values and returns its own."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from evalkit.evaluate import ProgressFactory, evaluate
+from evalkit.integrity import check_variants
+from evalkit.metrics.scoring import score
+from evalkit.models.engine import Progress
+from evalkit.plan import build_plan
+from evalkit.plan_types import Plan
+from evalkit.results import build_results
+from evalkit.suite import Suite, load_suite
+from evalkit.verdicts import Decision, apply_gates, compare, exit_code, forgetting
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    exit_code: int
+    output_dir: Path
+    results: dict[str, Any]
+
+
+@contextmanager
+def _no_progress(description: str, total: int) -> Iterator[Progress]:
+    yield lambda n: None
+
+
+def validate(suite_path: Path | str, *, limit: int | None = None) -> tuple[Suite, Plan]:
+    """Everything short of loading a model: the suite, its data, its references."""
+    suite = load_suite(suite_path)
+    return suite, build_plan(suite, limit=limit)
+
+
+def default_output_dir(suite: Suite, started: datetime) -> Path:
+    return Path("reports") / f"{suite.config.name}-{started.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_suite(suite_path: Path | str, *, output_dir: Path | None = None,
+              limit: int | None = None, variants: list[str] | None = None,
+              seed: int | None = None, progress: ProgressFactory = _no_progress) -> RunOutcome:
+    """Run a suite end to end and write its outputs. Raises EvalkitError subclasses for bad
+    input (before any model loads) and for infrastructure failures."""
+    from evalkit.models.hf import HFEngine
+    from evalkit.report import write_outputs
+
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    suite = load_suite(suite_path)
+    plan = build_plan(suite, limit=limit, variants=variants, seed=seed)
+    cfg = suite.config
+    out_dir = output_dir or default_output_dir(suite, started)
+
+    needed = {v.removeprefix("merged:") for v in plan.variants if v != "base"}
+    adapter_paths = {n: suite.resolve(a.path) for n, a in cfg.adapters.items() if n in needed}
+    with progress("loading model", 1) as advance:
+        engine = HFEngine(cfg.base.model, adapter_paths, dtype=cfg.base.dtype,
+                          device=cfg.base.device, load_in_4bit=cfg.base.load_in_4bit,
+                          batch_size=cfg.settings.batch_size, relative_to=suite.root)
+        advance(1)
+    integrity = check_variants(engine, plan.variants, cfg.settings.integrity)
+    for r in integrity:
+        if not r.passed:
+            log.error("integrity check %s failed for %s: %s", r.check, r.variant, r.detail)
+
+    records = evaluate(plan, engine, progress)
+    scores = score(plan, records)
+    comparisons = compare(plan, scores, cfg.settings)
+    flags = forgetting(plan, comparisons)
+    gates = apply_gates(plan, cfg.gates, scores, comparisons, flags)
+    integrity_failed = cfg.settings.integrity.on_failure == "error" and not all(
+        r.passed for r in integrity)
+    code = exit_code(gates, integrity_failed)
+
+    warnings = [f"smoke run: --limit {limit} examples per task; figures are not release "
+                "evidence"] if limit is not None else []
+    warnings += [f"{r.check} failed for {r.variant}: {r.detail}" for r in integrity
+                 if not r.passed]
+    results = build_results(
+        plan=plan,
+        suite_meta={"name": cfg.name, "path": str(suite.path), "sha256": suite.sha256,
+                    "text": suite.text},
+        run_meta=_run_meta(started, t0, plan, limit, out_dir, engine.device.type),
+        base_meta={"model": cfg.base.model, "fingerprint": engine.fingerprint("base")},
+        adapters={n: str(p) for n, p in adapter_paths.items()},
+        fingerprints={v: engine.fingerprint(v) for v in plan.variants},
+        records=records, scores=scores,
+        decision=Decision(comparisons, flags, gates), integrity=integrity,
+        exit_code=code, warnings=warnings,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_records(out_dir / "records.jsonl", records)
+    write_outputs(results, out_dir)
+    return RunOutcome(code, out_dir, results)
+
+
+def _run_meta(started: datetime, t0: float, plan: Plan, limit: int | None, out_dir: Path,
+              device: str) -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    return {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.perf_counter() - t0, 1),
+        "seed": plan.seed, "limit": limit, "smoke": limit is not None,
+        "output_dir": str(out_dir), "device": device,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "transformers": transformers.__version__, "peft": peft.__version__},
+    }
+
+
+def _write_records(path: Path, records: list[Any]) -> None:
+    tmp = path.with_suffix(".partial")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,23 @@
+"""Records: what each variant produced for each example, before any scoring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Record:
+    """One example × one variant. Fields are filled by the request kinds the task needs."""
+
+    task: str
+    example_id: str
+    variant: str
+    output: str | None = None
+    # log p(reference | prompt) and its token count (reference perplexity)
+    ref_logprob: float | None = None
+    ref_tokens: int | None = None
+    # log p(option | prompt) per option (multiple choice)
+    choice_logprobs: list[float] = field(default_factory=list)
+    # negative log-likelihood of a whole text and its token count (rolling perplexity)
+    nll: float | None = None
+    n_tokens: int | None = None

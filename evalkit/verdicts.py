@@ -1,0 +1,138 @@
+"""Scores -> comparisons with the base, forgetting flags, gates, and the exit code.
+
+Each non-base variant is paired with the base example by example. Accuracy-type metrics
+use McNemar's exact test; the rest a paired bootstrap over examples. p-values are
+Holm-corrected within each family (a variant's golden metrics; a variant's probe metrics),
+so a dozen probes do not raise a false forgetting flag by chance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from evalkit.config import GateConfig, Settings
+from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK
+from evalkit.metrics import MetricSpec
+from evalkit.metrics.scoring import Scores
+from evalkit.plan_types import Plan
+from evalkit.stats import PairedComparison, compare_paired, holm, verdict
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Comparison:
+    task: str
+    task_kind: str
+    variant: str
+    metric: MetricSpec
+    stats: PairedComparison
+    p_adjusted: float
+    verdict: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    severity: str
+    detail: str
+
+
+@dataclass
+class Decision:
+    comparisons: list[Comparison] = field(default_factory=list)
+    forgetting: dict[str, list[Comparison]] = field(default_factory=dict)
+    gates: list[GateResult] = field(default_factory=list)
+
+
+def _verdict(stats: PairedComparison, spec: MetricSpec) -> str:
+    if spec.direction != "none":
+        return verdict(stats, margin=spec.margin, higher_is_better=spec.direction == "higher",
+                       alpha=ALPHA)
+    # No better direction (answer length): a significant move beyond the margin either
+    # way is a drift, reported as a regression.
+    v = verdict(stats, margin=spec.margin, higher_is_better=True, alpha=ALPHA)
+    return "regressed" if v == "improved" else v
+
+
+def compare(plan: Plan, scores: Scores, settings: Settings) -> list[Comparison]:
+    raw: list[tuple[str, str, str, MetricSpec, PairedComparison]] = []
+    for task in plan.tasks:
+        for spec in task.metrics:
+            base = scores[(task.name, spec.name, "base")]
+            for variant in plan.variants[1:]:
+                other = scores[(task.name, spec.name, variant)]
+                stats = compare_paired(
+                    base.values, base.weights, other.values, other.weights,
+                    transform=spec.transform, delta_kind=spec.delta_kind, binary=spec.binary,
+                    confidence=settings.confidence, n_resamples=settings.bootstrap_resamples,
+                    seed=settings.seed,
+                )
+                raw.append((task.name, task.kind, variant, spec, stats))
+    out: list[Comparison] = []
+    families = {(variant, kind) for _, kind, variant, _, _ in raw}
+    for variant, kind in sorted(families):
+        members = [r for r in raw if r[2] == variant and r[1] == kind]
+        adjusted = holm([r[4].p_value for r in members])
+        for (task_name, tkind, var, spec, stats), p_adj in zip(members, adjusted, strict=True):
+            corrected = dataclasses.replace(stats, p_value=p_adj if not math.isnan(p_adj)
+                                            else stats.p_value)
+            out.append(Comparison(task_name, tkind, var, spec, stats, p_adj,
+                                  _verdict(corrected, spec)))
+    order = {(t.name, m.name): i for i, t in enumerate(plan.tasks) for m in t.metrics}
+    out.sort(key=lambda c: (order[(c.task, c.metric.name)], plan.variants.index(c.variant)))
+    return out
+
+
+def forgetting(plan: Plan, comparisons: list[Comparison]) -> dict[str, list[Comparison]]:
+    """Variant -> the general-probe comparisons that regressed (empty: not flagged)."""
+    return {v: [c for c in comparisons
+                if c.variant == v and c.task_kind == "probe" and c.verdict == "regressed"]
+            for v in plan.variants[1:]}
+
+
+def apply_gates(plan: Plan, gates: list[GateConfig], scores: Scores,
+                comparisons: list[Comparison],
+                flags: dict[str, list[Comparison]]) -> list[GateResult]:
+    results = []
+    for gate in gates:
+        if gate.require == "no_forgetting":
+            probes = flags.get(gate.variant, [])
+            passed = not probes
+            detail = ("no general probe regressed" if passed else "regressed: " + ", ".join(
+                f"{c.task}/{c.metric.name} ({_fmt_delta(c)})" for c in probes))
+        elif gate.require in ("at_least", "at_most"):
+            task = plan.task(gate.task or "")
+            spec = task.metric(gate.metric or "") if task else None
+            assert spec is not None, "gate references are checked when the plan is built"
+            value = scores[(gate.task or "", spec.name, gate.variant)].aggregate(spec)
+            threshold = gate.value if gate.value is not None else math.nan
+            passed = (value >= threshold) if gate.require == "at_least" else (value <= threshold)
+            detail = f"{gate.task}/{spec.name} = {value:.4g} (threshold {threshold:g})"
+        else:
+            comp = next(c for c in comparisons if c.variant == gate.variant
+                        and c.task == gate.task and c.metric.name == gate.metric)
+            passed = (comp.verdict == "improved" if gate.require == "improved"
+                      else comp.verdict != "regressed")
+            detail = (f"{comp.verdict}: {_fmt_delta(comp)}, margin {comp.metric.margin:g}, "
+                      f"n={comp.stats.n}")
+        results.append(GateResult(gate.label, bool(passed), gate.severity, detail))
+    return results
+
+
+def _fmt_delta(c: Comparison) -> str:
+    s = c.stats
+    if c.metric.delta_kind == "ratio":
+        return f"{s.delta:+.1%} [{s.ci_low:+.1%}, {s.ci_high:+.1%}]"
+    return f"{s.delta:+.3f} [{s.ci_low:+.3f}, {s.ci_high:+.3f}]"
+
+
+def exit_code(gates: list[GateResult], integrity_failed: bool) -> int:
+    if integrity_failed:
+        return EXIT_INFRA
+    if any(not g.passed and g.severity == "error" for g in gates):
+        return EXIT_GATE_FAILED
+    return EXIT_OK
