@@ -175,26 +175,74 @@ class HFEngine:
 
     def loglikelihood(self, requests: list[tuple[ChatPrompt, str]], *,
                       progress: Progress | None = None) -> list[LogLikelihood]:
-        contexts: dict[ChatPrompt, list[int]] = {}
-        for prompt, _ in requests:
-            if prompt not in contexts:
-                contexts[prompt] = self._encode_chat(prompt)
+        groups: dict[ChatPrompt, list[int]] = {}
+        for r, (prompt, _) in enumerate(requests):
+            groups.setdefault(prompt, []).append(r)
         conts = [list(self.tokenizer(c, add_special_tokens=False)["input_ids"])
                  for _, c in requests]
-        # One forward pass per job: its token ids and the continuations to read from it.
-        # Requests that share a context and whose continuations are single tokens (option
-        # letters) share one pass over the context alone.
-        jobs: dict[Any, tuple[list[int], list[tuple[int, int]]]] = {}
-        for r, (prompt, _) in enumerate(requests):
-            ctx = contexts[prompt]
-            if len(conts[r]) == 1:
-                jobs.setdefault(("ctx", prompt), (ctx, []))[1].append((r, len(ctx)))
-            else:
-                jobs[("req", r)] = (ctx + conts[r], [(r, len(ctx))])
-        job_list = list(jobs.values())
-        reads = [[(r, start, conts[r]) for r, start in targets] for _, targets in job_list]
-        scores = self._score_sequences([ids for ids, _ in job_list], reads, progress)
+        scores = [0.0] * len(requests)
+        items = [(self._encode_chat(p), idx) for p, idx in groups.items()]
+        items.sort(key=lambda it: len(it[0]))  # similar lengths share a batch: less padding
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
+            for r, value in self._score_shared_context(batch, conts).items():
+                scores[r] = value
+            if progress:
+                progress(sum(len(idx) for _, idx in batch))
         return [LogLikelihood(scores[r], len(conts[r])) for r in range(len(requests))]
+
+    def _score_shared_context(self, batch: list[tuple[list[int], list[int]]],
+                              conts: list[list[int]]) -> dict[int, float]:
+        """Score every continuation of each context while running the context only once:
+        the contexts go through the model left-padded, their KV cache is repeated once per
+        continuation, and the continuations run on top of it. For multiple choice this
+        costs one pass over the question instead of one per option."""
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(ctx) for ctx, _ in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ctx, _) in enumerate(batch):
+            ids[row, width - len(ctx):] = torch.tensor(ctx)
+            mask[row, width - len(ctx):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        rows = [(g, r) for g, (_, idx) in enumerate(batch) for r in idx]
+        owner = torch.tensor([g for g, _ in rows])
+        longest = max(len(conts[r]) for _, r in rows)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                             position_ids=positions.to(self.device), use_cache=True)
+            # logits predicting each continuation token: the context's last position for
+            # the first token, then the continuation's own positions
+            first = torch.log_softmax(out.logits[:, -1].float(), -1)[owner.to(self.device)]
+            later = None
+            if longest > 1:
+                cache = out.past_key_values
+                cache.reorder_cache(owner.to(self.device))
+                cont_ids = torch.full((len(rows), longest - 1), pad, dtype=torch.long)
+                cont_mask = torch.zeros((len(rows), longest - 1), dtype=torch.long)
+                for row, (_, r) in enumerate(rows):
+                    tail = conts[r][:-1]
+                    if tail:
+                        cont_ids[row, : len(tail)] = torch.tensor(tail)
+                    cont_mask[row, : len(tail)] = 1
+                ctx_len = mask.sum(-1)[owner]
+                cont_pos = ctx_len.unsqueeze(1) + torch.arange(longest - 1).unsqueeze(0)
+                full_mask = torch.cat([mask[owner], cont_mask], dim=1)
+                later = torch.log_softmax(self.model(
+                    input_ids=cont_ids.to(self.device), attention_mask=full_mask.to(self.device),
+                    position_ids=cont_pos.to(self.device), past_key_values=cache,
+                    use_cache=False).logits.float(), -1)
+        result = {}
+        for row, (_, r) in enumerate(rows):
+            toks = conts[r]
+            total = float(first[row, toks[0]]) if toks else 0.0
+            for k in range(1, len(toks)):
+                assert later is not None
+                total += float(later[row, k - 1, toks[k]])
+            result[r] = total
+        return result
 
     def rolling_nll(self, texts: list[str], *,
                     progress: Progress | None = None) -> list[LogLikelihood]:
@@ -271,6 +319,7 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", message=".*past_key_values. is deprecated")
 
 
 def _cut_at_stops(text: str, stops: list[str], tokenizer: Any) -> str:

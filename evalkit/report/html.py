@@ -195,9 +195,9 @@ def _matrix(
             {
                 "name": metric,
                 "label": _s(m.get("label") or metric),
-                "direction": "higher is better"
-                if m.get("higher_is_better", True)
-                else "lower is better",
+                "direction": {True: "higher is better", False: "lower is better"}.get(
+                    m.get("higher_is_better", True), "a change either way is a drift"
+                ),
                 "delta_note": "Δ as relative change"
                 if kind == "ratio"
                 else ("Δ in percentage points" if unit == "fraction" else "Δ in metric units"),
@@ -239,7 +239,7 @@ def _samples(
                         and not f.is_missing(other)
                         and (value > other) == bool(hib)
                     )
-                    cls = "up" if better else "down"
+                    cls = "" if hib is None else ("up" if better else "down")
                 marks.append({"metric": _s(metric), "value": f.fmt_score(value), "cls": cls})
             out = outputs.get(v)
             cols.append(

@@ -1,0 +1,127 @@
+"""The whole run on a tiny random model: outputs written and valid, gates decide the exit
+code, and integrity checks catch an adapter that does nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK
+from evalkit.pipeline import run_suite
+from tests.conftest import write_jsonl
+
+
+def make_adapter(base_dir: Path, out: Path, *, zero: bool = False) -> Path:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(2)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
+                           LoraConfig(r=4, lora_alpha=16, init_lora_weights=False,
+                                      target_modules=["q_proj", "v_proj"]))
+    if zero:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_" in name:
+                    p.zero_()
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def workdir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("suite")
+    write_jsonl(d / "qa.jsonl", [{"id": f"q{i}", "q": f"What is {i} plus {i}?",
+                                  "a": str(2 * i)} for i in range(6)])
+    make_adapter(tiny_model_dir, d / "good")
+    make_adapter(tiny_model_dir, d / "zero", zero=True)
+    return d
+
+
+def suite_text(model: Path, adapter: str, gates: str) -> str:
+    return f"""
+name: tiny
+base:
+  model: {model}
+adapters:
+  a1:
+    path: {adapter}
+tasks:
+  - name: qa
+    data:
+      path: qa.jsonl
+    id: id
+    prompt: "{{{{ q }}}}"
+    reference: "{{{{ a }}}}"
+    generation:
+      max_new_tokens: 6
+    metrics:
+      - type: exact_match
+      - type: contains
+        value: "1"
+      - type: reference_perplexity
+        margin: 0.1
+probes:
+  builtin: [knowledge-mc, knowledge-open, prose-perplexity, open-ended]
+gates:
+{gates}
+settings:
+  bootstrap_resamples: 200
+"""
+
+
+def run(workdir: Path, tiny_model_dir: Path, adapter: str, gates: str, name: str):
+    path = workdir / f"{name}.yaml"
+    path.write_text(suite_text(tiny_model_dir, adapter, gates))
+    return run_suite(path, output_dir=workdir / name, limit=4)
+
+
+def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> None:
+    gates = "  - variant: a1\n    require: no_forgetting\n    severity: warning\n"
+    outcome = run(workdir, tiny_model_dir, "good", gates, "ok")
+    assert outcome.exit_code == EXIT_OK
+    out = outcome.output_dir
+    for name in ("results.json", "report.html", "junit.xml", "summary.md", "records.jsonl"):
+        assert (out / name).stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(Path("evalkit/report/results.schema.json").read_text())
+    jsonschema.validate(results, schema)
+    assert [v["name"] for v in results["variants"]] == ["base", "a1", "merged:a1"]
+    assert results["run"]["smoke"] is True and results["run"]["limit"] == 4
+    tasks = {t["name"]: t["n"] for t in results["tasks"]}
+    assert tasks == {"qa": 4, "knowledge-mc": 4, "knowledge-open": 4,
+                     "prose-perplexity": 4, "open-ended": 4}
+    # every metric for every variant, and a comparison per non-base variant
+    n_metrics = 3 + 1 + 1 + 1 + 3
+    assert len(results["metrics"]) == n_metrics * 3
+    assert len(results["comparisons"]) == n_metrics * 2
+    ppl = {r["variant"]: r["value"] for r in results["metrics"]
+           if r["task"] == "prose-perplexity"}
+    assert all(v > 1000 for v in ppl.values())  # a random model is near-uniform over 49k
+    checks = {(c["check"], c["variant"]): c["passed"] for c in results["integrity"]}
+    assert checks == {("adapter_applied", "a1"): True, ("merge_agrees", "merged:a1"): True}
+    # records: one per example × variant × task
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 5 * 4 * 3
+
+
+def test_failed_gate_exits_1(workdir: Path, tiny_model_dir: Path) -> None:
+    gates = ("  - variant: a1\n    task: qa\n    metric: exact_match\n    require: improved\n")
+    outcome = run(workdir, tiny_model_dir, "good", gates, "gate")
+    assert outcome.exit_code == EXIT_GATE_FAILED
+    gate = outcome.results["gates"][0]
+    assert gate["passed"] is False and gate["name"] == "a1: qa/exact_match improved"
+    junit = (outcome.output_dir / "junit.xml").read_text()
+    assert 'failures="1"' in junit
+
+
+def test_all_zero_adapter_is_caught(workdir: Path, tiny_model_dir: Path) -> None:
+    gates = "  - variant: a1\n    require: no_forgetting\n"
+    outcome = run(workdir, tiny_model_dir, "zero", gates, "zero")
+    assert outcome.exit_code == EXIT_INFRA
+    check = next(c for c in outcome.results["integrity"] if c["check"] == "adapter_applied")
+    assert check["passed"] is False and "changes nothing" in check["detail"]
