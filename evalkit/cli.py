@@ -68,6 +68,8 @@ def run(
     variants: Annotated[str | None, typer.Option(
         help="comma-separated subset, e.g. base,legal-r16 (base is always included)")] = None,
     seed: Annotated[int | None, typer.Option(help="overrides settings.seed")] = None,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="recompute everything instead of reusing cached results")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Evaluate base, adapters and merged variants; write the report; exit with the gates."""
@@ -78,12 +80,13 @@ def run(
     with _errors():
         if quiet:
             outcome = run_suite(suite, output_dir=output_dir, limit=limit, variants=chosen,
-                                seed=seed)
+                                seed=seed, use_cache=not no_cache)
         else:
             bar, factory = _rich_progress(console)
             with bar:
                 outcome = run_suite(suite, output_dir=output_dir, limit=limit,
-                                    variants=chosen, seed=seed, progress=factory)
+                                    variants=chosen, seed=seed, use_cache=not no_cache,
+                                    progress=factory)
     _print_outcome(outcome.results, outcome.output_dir)
     raise typer.Exit(outcome.exit_code)
 

@@ -14,10 +14,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evalkit.cache import CachedEngine, ResultCache
 from evalkit.evaluate import ProgressFactory, evaluate
 from evalkit.integrity import check_variants
 from evalkit.metrics.scoring import score
 from evalkit.models.engine import Progress
+from evalkit.paths import cache_dir
 from evalkit.plan import build_plan
 from evalkit.plan_types import Plan
 from evalkit.results import build_results
@@ -51,7 +53,8 @@ def default_output_dir(suite: Suite, started: datetime) -> Path:
 
 def run_suite(suite_path: Path | str, *, output_dir: Path | None = None,
               limit: int | None = None, variants: list[str] | None = None,
-              seed: int | None = None, progress: ProgressFactory = _no_progress) -> RunOutcome:
+              seed: int | None = None, use_cache: bool = True,
+              progress: ProgressFactory = _no_progress) -> RunOutcome:
     """Run a suite end to end and write its outputs. Raises EvalkitError subclasses for bad
     input (before any model loads) and for infrastructure failures."""
     from evalkit.models.hf import HFEngine
@@ -76,7 +79,13 @@ def run_suite(suite_path: Path | str, *, output_dir: Path | None = None,
         if not r.passed:
             log.error("integrity check %s failed for %s: %s", r.check, r.variant, r.detail)
 
-    records = evaluate(plan, engine, progress)
+    cache_stats = None
+    if use_cache:
+        cached = CachedEngine(engine, ResultCache(cache_dir() / "results.sqlite"))
+        records = evaluate(plan, cached, progress)
+        cache_stats = {"reused": cached.hits, "computed": cached.misses}
+    else:
+        records = evaluate(plan, engine, progress)
     scores = score(plan, records)
     comparisons = compare(plan, scores, cfg.settings)
     flags = forgetting(plan, comparisons)
@@ -93,7 +102,8 @@ def run_suite(suite_path: Path | str, *, output_dir: Path | None = None,
         plan=plan,
         suite_meta={"name": cfg.name, "path": str(suite.path), "sha256": suite.sha256,
                     "text": suite.text},
-        run_meta=_run_meta(started, t0, plan, limit, out_dir, engine.device.type),
+        run_meta={**_run_meta(started, t0, plan, limit, out_dir, engine.device.type),
+                  "cache": cache_stats},
         base_meta={"model": cfg.base.model, "fingerprint": engine.fingerprint("base")},
         adapters={n: str(p) for n, p in adapter_paths.items()},
         fingerprints={v: engine.fingerprint(v) for v in plan.variants},

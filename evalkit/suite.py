@@ -93,7 +93,10 @@ def load_suite(path: Path | str) -> Suite:
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         first = errors[0]
         message, hint = _explain(dict(first))
-        more = len(exc.errors()) - 1
+        # A missing key beside an unknown one is the same typo, not another problem.
+        typo_parents = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+        more = sum(1 for e in errors[1:]
+                   if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in typo_parents))
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise SuiteError(

@@ -125,3 +125,22 @@ def test_all_zero_adapter_is_caught(workdir: Path, tiny_model_dir: Path) -> None
     assert outcome.exit_code == EXIT_INFRA
     check = next(c for c in outcome.results["integrity"] if c["check"] == "adapter_applied")
     assert check["passed"] is False and "changes nothing" in check["detail"]
+
+
+def test_rerun_reuses_finished_work(workdir: Path, tiny_model_dir: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run interrupted after the base (here: one that only evaluated the base) leaves its
+    results in the cache; the next run computes only what is missing."""
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    path = workdir / "resume.yaml"
+    path.write_text(suite_text(tiny_model_dir, "good",
+                               "  - variant: a1\n    require: no_forgetting\n"))
+    first = run_suite(path, output_dir=tmp_path / "r1", limit=3, variants=["base"])
+    per_variant = first.results["run"]["cache"]["computed"]
+    assert first.results["run"]["cache"]["reused"] == 0 and per_variant > 0
+    second = run_suite(path, output_dir=tmp_path / "r2", limit=3)
+    assert second.results["run"]["cache"] == {"reused": per_variant,
+                                              "computed": 2 * per_variant}
+    third = run_suite(path, output_dir=tmp_path / "r3", limit=3)
+    assert third.results["run"]["cache"] == {"reused": 3 * per_variant, "computed": 0}
+    assert third.results["metrics"] == second.results["metrics"]
