@@ -34,13 +34,16 @@ class ResultCache:
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for key, value in self.db.execute(
-                    f"SELECT key, value FROM results WHERE key IN ({marks})", chunk):
+                f"SELECT key, value FROM results WHERE key IN ({marks})", chunk
+            ):
                 found[key] = json.loads(value)
         return found
 
     def put_many(self, items: dict[str, Any]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)",
-                            [(k, json.dumps(v)) for k, v in items.items()])
+        self.db.executemany(
+            "INSERT OR REPLACE INTO results VALUES (?, ?)",
+            [(k, json.dumps(v)) for k, v in items.items()],
+        )
         self.db.commit()
 
 
@@ -68,9 +71,14 @@ class CachedEngine:
         with self.inner.variant(name):
             yield
 
-    def _cached(self, keys: list[str], compute: Callable[[list[int]], list[T]],
-                encode: Callable[[T], Any], decode: Callable[[Any], T],
-                progress: Progress | None) -> list[T]:
+    def _cached(
+        self,
+        keys: list[str],
+        compute: Callable[[list[int]], list[T]],
+        encode: Callable[[T], Any],
+        decode: Callable[[Any], T],
+        progress: Progress | None,
+    ) -> list[T]:
         found = self.cache.get_many(keys)
         missing = [i for i, k in enumerate(keys) if k not in found]
         self.hits += len(keys) - len(missing)
@@ -82,32 +90,54 @@ class CachedEngine:
         merged = {keys[i]: v for i, v in zip(missing, fresh, strict=True)}
         return [merged[k] if k in merged else decode(found[k]) for k in keys]
 
-    def generate(self, prompts: list[ChatPrompt], *, max_new_tokens: int,
-                 stop: tuple[str, ...] = (), progress: Progress | None = None) -> list[str]:
-        keys = [request_key(self._fp, "generate", p.system, p.user, max_new_tokens, list(stop))
-                for p in prompts]
+    def generate(
+        self,
+        prompts: list[ChatPrompt],
+        *,
+        max_new_tokens: int,
+        stop: tuple[str, ...] = (),
+        progress: Progress | None = None,
+    ) -> list[str]:
+        keys = [
+            request_key(self._fp, "generate", p.system, p.user, max_new_tokens, list(stop))
+            for p in prompts
+        ]
         return self._cached(
-            keys, lambda idx: self.inner.generate([prompts[i] for i in idx],
-                                                  max_new_tokens=max_new_tokens, stop=stop,
-                                                  progress=progress),
-            lambda v: v, lambda v: str(v), progress)
+            keys,
+            lambda idx: self.inner.generate(
+                [prompts[i] for i in idx],
+                max_new_tokens=max_new_tokens,
+                stop=stop,
+                progress=progress,
+            ),
+            lambda v: v,
+            lambda v: str(v),
+            progress,
+        )
 
-    def loglikelihood(self, requests: list[tuple[ChatPrompt, str]], *,
-                      progress: Progress | None = None) -> list[LogLikelihood]:
-        keys = [request_key(self._fp, "loglikelihood", p.system, p.user, c)
-                for p, c in requests]
+    def loglikelihood(
+        self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
+        keys = [request_key(self._fp, "loglikelihood", p.system, p.user, c) for p, c in requests]
         return self._cached(
-            keys, lambda idx: self.inner.loglikelihood([requests[i] for i in idx],
-                                                       progress=progress),
-            lambda v: [v.logprob, v.n_tokens], lambda v: LogLikelihood(v[0], v[1]), progress)
+            keys,
+            lambda idx: self.inner.loglikelihood([requests[i] for i in idx], progress=progress),
+            lambda v: [v.logprob, v.n_tokens],
+            lambda v: LogLikelihood(v[0], v[1]),
+            progress,
+        )
 
-    def rolling_nll(self, texts: list[str], *,
-                    progress: Progress | None = None) -> list[LogLikelihood]:
+    def rolling_nll(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
         keys = [request_key(self._fp, "rolling", t) for t in texts]
         return self._cached(
-            keys, lambda idx: self.inner.rolling_nll([texts[i] for i in idx],
-                                                     progress=progress),
-            lambda v: [v.logprob, v.n_tokens], lambda v: LogLikelihood(v[0], v[1]), progress)
+            keys,
+            lambda idx: self.inner.rolling_nll([texts[i] for i in idx], progress=progress),
+            lambda v: [v.logprob, v.n_tokens],
+            lambda v: LogLikelihood(v[0], v[1]),
+            progress,
+        )
 
     def probe_logits(self, texts: list[str]) -> list[Any]:
         return self.inner.probe_logits(texts)

@@ -16,8 +16,12 @@ import typer
 
 from evalkit.errors import EXIT_BAD_INPUT, EvalkitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Evaluate LoRA adapters for task gain and forgetting; gate releases.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Evaluate LoRA adapters for task gain and forgetting; gate releases.",
+)
 
 
 def _console() -> Any:
@@ -28,8 +32,9 @@ def _console() -> Any:
 
 def _fail(exc: EvalkitError) -> None:
     console = _console()
-    console.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True,
-                  soft_wrap=True)
+    console.print(
+        f"[bold red]error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True
+    )
     if exc.hint:
         console.print(exc.hint, highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
@@ -46,8 +51,14 @@ def _errors() -> Iterator[None]:
 def _rich_progress(console: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=console, transient=False)
+    bar = Progress(
+        TextColumn("{task.description:<40}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
     @contextmanager
     def factory(description: str, total: int) -> Iterator[Any]:
@@ -61,15 +72,23 @@ def _rich_progress(console: Any) -> Any:
 @app.command()
 def run(
     suite: Annotated[Path, typer.Argument(help="the suite YAML file")],
-    output_dir: Annotated[Path | None, typer.Option(
-        "--output-dir", "-o", help="default: reports/<suite>-<timestamp>/")] = None,
-    limit: Annotated[int | None, typer.Option(
-        min=1, help="evaluate only the first N examples of each task (a smoke run)")] = None,
-    variants: Annotated[str | None, typer.Option(
-        help="comma-separated subset, e.g. base,legal-r16 (base is always included)")] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", "-o", help="default: reports/<suite>-<timestamp>/"),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="evaluate only the first N examples of each task (a smoke run)"),
+    ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(help="comma-separated subset, e.g. base,legal-r16 (base is always included)"),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="overrides settings.seed")] = None,
-    no_cache: Annotated[bool, typer.Option(
-        "--no-cache", help="recompute everything instead of reusing cached results")] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="recompute everything instead of reusing cached results"),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Evaluate base, adapters and merged variants; write the report; exit with the gates."""
@@ -79,14 +98,26 @@ def run(
     chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
     with _errors():
         if quiet:
-            outcome = run_suite(suite, output_dir=output_dir, limit=limit, variants=chosen,
-                                seed=seed, use_cache=not no_cache)
+            outcome = run_suite(
+                suite,
+                output_dir=output_dir,
+                limit=limit,
+                variants=chosen,
+                seed=seed,
+                use_cache=not no_cache,
+            )
         else:
             bar, factory = _rich_progress(console)
             with bar:
-                outcome = run_suite(suite, output_dir=output_dir, limit=limit,
-                                    variants=chosen, seed=seed, use_cache=not no_cache,
-                                    progress=factory)
+                outcome = run_suite(
+                    suite,
+                    output_dir=output_dir,
+                    limit=limit,
+                    variants=chosen,
+                    seed=seed,
+                    use_cache=not no_cache,
+                    progress=factory,
+                )
     _print_outcome(outcome.results, outcome.output_dir)
     raise typer.Exit(outcome.exit_code)
 
@@ -100,8 +131,11 @@ def _print_outcome(results: dict[str, Any], out_dir: Path) -> None:
     for col in ("gate", "result", "detail"):
         table.add_column(col)
     for g in results["gates"]:
-        mark = "[green]pass[/]" if g["passed"] else (
-            "[red]FAIL[/]" if g["severity"] == "error" else "[yellow]warn[/]")
+        mark = (
+            "[green]pass[/]"
+            if g["passed"]
+            else ("[red]FAIL[/]" if g["severity"] == "error" else "[yellow]warn[/]")
+        )
         table.add_row(g["name"], mark, g["detail"])
     console.print(table)
     for variant, f in results["forgetting"].items():
@@ -110,10 +144,15 @@ def _print_outcome(results: dict[str, Any], out_dir: Path) -> None:
             console.print(f"[bold red]forgetting[/] {variant}: {probes}", highlight=False)
     for check in results["integrity"]:
         if not check["passed"]:
-            console.print(f"[bold red]integrity[/] {check['check']} {check['variant']}: "
-                          f"{check['detail']}", highlight=False)
-    verdict = {0: "[green]PASS[/]", 1: "[red]FAIL[/] (a gate failed)",
-               3: "[red]ERROR[/] (integrity)"}.get(results["exit_code"], "")
+            console.print(
+                f"[bold red]integrity[/] {check['check']} {check['variant']}: {check['detail']}",
+                highlight=False,
+            )
+    verdict = {
+        0: "[green]PASS[/]",
+        1: "[red]FAIL[/] (a gate failed)",
+        3: "[red]ERROR[/] (integrity)",
+    }.get(results["exit_code"], "")
     console.print(f"{verdict}  report: {out_dir / 'report.html'}", highlight=False)
 
 
@@ -127,8 +166,10 @@ def validate(
     with _errors():
         loaded, plan = validate_suite(suite)
     n = sum(len(t.examples) for t in plan.tasks)
-    typer.echo(f"{suite}: ok — {len(plan.variants)} variants × {len(plan.tasks)} tasks "
-               f"({n} examples), {len(loaded.config.gates)} gates")
+    typer.echo(
+        f"{suite}: ok — {len(plan.variants)} variants × {len(plan.tasks)} tasks "
+        f"({n} examples), {len(loaded.config.gates)} gates"
+    )
 
 
 @app.command()

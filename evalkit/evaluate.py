@@ -29,31 +29,36 @@ def _units(task: TaskPlan) -> int:
     return len(task.examples) * len(task.needs)
 
 
-def _run_task(task: TaskPlan, variant: str, engine: Engine,
-              progress: ProgressFactory) -> Iterator[Record]:
+def _run_task(
+    task: TaskPlan, variant: str, engine: Engine, progress: ProgressFactory
+) -> Iterator[Record]:
     recs = {ex.id: Record(task.name, ex.id, variant) for ex in task.examples}
     prompts = [ChatPrompt(ex.prompt, task.system) for ex in task.examples]
     with progress(f"{variant} · {task.name}", _units(task)) as advance:
         if "generate" in task.needs:
-            outputs = engine.generate(prompts, max_new_tokens=task.max_new_tokens,
-                                      stop=task.stop, progress=advance)
+            outputs = engine.generate(
+                prompts, max_new_tokens=task.max_new_tokens, stop=task.stop, progress=advance
+            )
             for ex, out in zip(task.examples, outputs, strict=True):
                 recs[ex.id].output = out
         if "loglikelihood" in task.needs:
             pairs = [(p, ex.reference or "") for p, ex in zip(prompts, task.examples, strict=True)]
-            for ex, ll in zip(task.examples, engine.loglikelihood(pairs, progress=advance),
-                              strict=True):
+            for ex, ll in zip(
+                task.examples, engine.loglikelihood(pairs, progress=advance), strict=True
+            ):
                 recs[ex.id].ref_logprob, recs[ex.id].ref_tokens = ll.logprob, ll.n_tokens
         if "choice" in task.needs:
-            reqs = [(p, c) for p, ex in zip(prompts, task.examples, strict=True)
-                    for c in ex.choices]
+            reqs = [
+                (p, c) for p, ex in zip(prompts, task.examples, strict=True) for c in ex.choices
+            ]
             scores = iter(engine.loglikelihood(reqs))
             for ex in task.examples:
                 recs[ex.id].choice_logprobs = [next(scores).logprob for _ in ex.choices]
             advance(len(task.examples))
         if "rolling" in task.needs:
             texts = [ex.text or "" for ex in task.examples]
-            for ex, ll in zip(task.examples, engine.rolling_nll(texts, progress=advance),
-                              strict=True):
+            for ex, ll in zip(
+                task.examples, engine.rolling_nll(texts, progress=advance), strict=True
+            ):
                 recs[ex.id].nll, recs[ex.id].n_tokens = ll.logprob, ll.n_tokens
     yield from recs.values()

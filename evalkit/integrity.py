@@ -30,8 +30,9 @@ class IntegrityResult:
     detail: str
 
 
-def check_variants(engine: Engine, variants: list[str],
-                   settings: IntegrityConfig) -> list[IntegrityResult]:
+def check_variants(
+    engine: Engine, variants: list[str], settings: IntegrityConfig
+) -> list[IntegrityResult]:
     import numpy as np
 
     logits = {}
@@ -41,8 +42,10 @@ def check_variants(engine: Engine, variants: list[str],
 
     def max_diff(a: str, b: str) -> tuple[float, float]:
         diffs = [float(np.abs(x - y).max()) for x, y in zip(logits[a], logits[b], strict=True)]
-        agree = [float((x.argmax(-1) == y.argmax(-1)).mean())
-                 for x, y in zip(logits[a], logits[b], strict=True)]
+        agree = [
+            float((x.argmax(-1) == y.argmax(-1)).mean())
+            for x, y in zip(logits[a], logits[b], strict=True)
+        ]
         return max(diffs), float(np.mean(agree))
 
     results = []
@@ -55,16 +58,31 @@ def check_variants(engine: Engine, variants: list[str],
                 with engine.variant(adapter):
                     logits[adapter] = engine.probe_logits(list(PROBE_TEXTS))
             diff, agree = max_diff(v, adapter)
-            results.append(IntegrityResult(
-                "merge_agrees", v, diff <= settings.merge_tolerance, diff,
-                settings.merge_tolerance,
-                f"max |Δlogit| vs {adapter} {diff:.2e}, top-1 agreement {agree:.1%}"))
+            results.append(
+                IntegrityResult(
+                    "merge_agrees",
+                    v,
+                    diff <= settings.merge_tolerance,
+                    diff,
+                    settings.merge_tolerance,
+                    f"max |Δlogit| vs {adapter} {diff:.2e}, top-1 agreement {agree:.1%}",
+                )
+            )
         else:
             diff, agree = max_diff(v, "base")
-            results.append(IntegrityResult(
-                "adapter_applied", v, diff > settings.adapter_min_effect, diff,
-                settings.adapter_min_effect,
-                f"max |Δlogit| vs base {diff:.3g}, top-1 agreement {agree:.1%}"
-                + ("" if diff > settings.adapter_min_effect else
-                   ": the adapter changes nothing (all-zero weights, or not applied)")))
+            results.append(
+                IntegrityResult(
+                    "adapter_applied",
+                    v,
+                    diff > settings.adapter_min_effect,
+                    diff,
+                    settings.adapter_min_effect,
+                    f"max |Δlogit| vs base {diff:.3g}, top-1 agreement {agree:.1%}"
+                    + (
+                        ""
+                        if diff > settings.adapter_min_effect
+                        else ": the adapter changes nothing (all-zero weights, or not applied)"
+                    ),
+                )
+            )
     return results

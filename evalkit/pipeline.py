@@ -51,10 +51,16 @@ def default_output_dir(suite: Suite, started: datetime) -> Path:
     return Path("reports") / f"{suite.config.name}-{started.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_suite(suite_path: Path | str, *, output_dir: Path | None = None,
-              limit: int | None = None, variants: list[str] | None = None,
-              seed: int | None = None, use_cache: bool = True,
-              progress: ProgressFactory = _no_progress) -> RunOutcome:
+def run_suite(
+    suite_path: Path | str,
+    *,
+    output_dir: Path | None = None,
+    limit: int | None = None,
+    variants: list[str] | None = None,
+    seed: int | None = None,
+    use_cache: bool = True,
+    progress: ProgressFactory = _no_progress,
+) -> RunOutcome:
     """Run a suite end to end and write its outputs. Raises EvalkitError subclasses for bad
     input (before any model loads) and for infrastructure failures."""
     from evalkit.models.hf import HFEngine
@@ -70,9 +76,15 @@ def run_suite(suite_path: Path | str, *, output_dir: Path | None = None,
     needed = {v.removeprefix("merged:") for v in plan.variants if v != "base"}
     adapter_paths = {n: suite.resolve(a.path) for n, a in cfg.adapters.items() if n in needed}
     with progress("loading model", 1) as advance:
-        engine = HFEngine(cfg.base.model, adapter_paths, dtype=cfg.base.dtype,
-                          device=cfg.base.device, load_in_4bit=cfg.base.load_in_4bit,
-                          batch_size=cfg.settings.batch_size, relative_to=suite.root)
+        engine = HFEngine(
+            cfg.base.model,
+            adapter_paths,
+            dtype=cfg.base.dtype,
+            device=cfg.base.device,
+            load_in_4bit=cfg.base.load_in_4bit,
+            batch_size=cfg.settings.batch_size,
+            relative_to=suite.root,
+        )
         advance(1)
     integrity = check_variants(engine, plan.variants, cfg.settings.integrity)
     for r in integrity:
@@ -91,25 +103,37 @@ def run_suite(suite_path: Path | str, *, output_dir: Path | None = None,
     flags = forgetting(plan, comparisons)
     gates = apply_gates(plan, cfg.gates, scores, comparisons, flags)
     integrity_failed = cfg.settings.integrity.on_failure == "error" and not all(
-        r.passed for r in integrity)
+        r.passed for r in integrity
+    )
     code = exit_code(gates, integrity_failed)
 
-    warnings = [f"smoke run: --limit {limit} examples per task; figures are not release "
-                "evidence"] if limit is not None else []
-    warnings += [f"{r.check} failed for {r.variant}: {r.detail}" for r in integrity
-                 if not r.passed]
+    warnings = (
+        [f"smoke run: --limit {limit} examples per task; figures are not release evidence"]
+        if limit is not None
+        else []
+    )
+    warnings += [f"{r.check} failed for {r.variant}: {r.detail}" for r in integrity if not r.passed]
     results = build_results(
         plan=plan,
-        suite_meta={"name": cfg.name, "path": str(suite.path), "sha256": suite.sha256,
-                    "text": suite.text},
-        run_meta={**_run_meta(started, t0, plan, limit, out_dir, engine.device.type),
-                  "cache": cache_stats},
+        suite_meta={
+            "name": cfg.name,
+            "path": str(suite.path),
+            "sha256": suite.sha256,
+            "text": suite.text,
+        },
+        run_meta={
+            **_run_meta(started, t0, plan, limit, out_dir, engine.device.type),
+            "cache": cache_stats,
+        },
         base_meta={"model": cfg.base.model, "fingerprint": engine.fingerprint("base")},
         adapters={n: str(p) for n, p in adapter_paths.items()},
         fingerprints={v: engine.fingerprint(v) for v in plan.variants},
-        records=records, scores=scores,
-        decision=Decision(comparisons, flags, gates), integrity=integrity,
-        exit_code=code, warnings=warnings,
+        records=records,
+        scores=scores,
+        decision=Decision(comparisons, flags, gates),
+        integrity=integrity,
+        exit_code=code,
+        warnings=warnings,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_records(out_dir / "records.jsonl", records)
@@ -117,8 +141,9 @@ def run_suite(suite_path: Path | str, *, output_dir: Path | None = None,
     return RunOutcome(code, out_dir, results)
 
 
-def _run_meta(started: datetime, t0: float, plan: Plan, limit: int | None, out_dir: Path,
-              device: str) -> dict[str, Any]:
+def _run_meta(
+    started: datetime, t0: float, plan: Plan, limit: int | None, out_dir: Path, device: str
+) -> dict[str, Any]:
     import peft
     import torch
     import transformers
@@ -127,10 +152,17 @@ def _run_meta(started: datetime, t0: float, plan: Plan, limit: int | None, out_d
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - t0, 1),
-        "seed": plan.seed, "limit": limit, "smoke": limit is not None,
-        "output_dir": str(out_dir), "device": device,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "peft": peft.__version__},
+        "seed": plan.seed,
+        "limit": limit,
+        "smoke": limit is not None,
+        "output_dir": str(out_dir),
+        "device": device,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+        },
     }
 
 

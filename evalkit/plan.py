@@ -52,8 +52,9 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
             missing = _template_columns(env, source) - columns
             compiled[key] = env.from_string(source)
         except TemplateSyntaxError as exc:
-            raise suite.error(loc + (key,),
-                              f"{key} template has a syntax error: {exc.message}") from None
+            raise suite.error(
+                loc + (key,), f"{key} template has a syntax error: {exc.message}"
+            ) from None
         if missing:
             raise suite.error(
                 loc + (key,),
@@ -62,13 +63,20 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
                 hint=f"Columns in {data_path.name}: {', '.join(sorted(columns))}.",
             )
     if task.id and task.id not in columns:
-        raise suite.error(loc + ("id",), f"id column '{task.id}' is not in {data_path.name}",
-                          hint=f"Columns: {', '.join(sorted(columns))}.")
-    needs_ref = [m for m in task.metrics
-                 if m.type in ("exact_match", "json_field_match", "reference_perplexity")]
+        raise suite.error(
+            loc + ("id",),
+            f"id column '{task.id}' is not in {data_path.name}",
+            hint=f"Columns: {', '.join(sorted(columns))}.",
+        )
+    needs_ref = [
+        m
+        for m in task.metrics
+        if m.type in ("exact_match", "json_field_match", "reference_perplexity")
+    ]
     if needs_ref and task.reference is None:
-        raise suite.error(loc + ("metrics",), f"metric {needs_ref[0].type} needs the "
-                          "task's `reference:` template")
+        raise suite.error(
+            loc + ("metrics",), f"metric {needs_ref[0].type} needs the task's `reference:` template"
+        )
     if limit is not None:
         rows = rows[:limit]
     examples = []
@@ -81,45 +89,88 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
         try:
             rendered = {k: t.render(**row) for k, t in compiled.items()}
         except Exception as exc:  # a template error on one row names that row
-            raise suite.error(loc + ("prompt",), f"rendering row {i + 1} of {data_path.name} "
-                              f"failed: {exc}") from None
-        examples.append(Example(id=ex_id, prompt=rendered["prompt"],
-                                reference=rendered.get("reference")))
-    metrics = [golden_metric(m.type, m.label, m.margin, value=m.value, field=m.field)
-               for m in task.metrics]
-    return TaskPlan(task.name, "golden", task.description or "", examples, metrics,
-                    system=task.system, max_new_tokens=task.generation.max_new_tokens,
-                    stop=tuple(task.generation.stop))
+            raise suite.error(
+                loc + ("prompt",), f"rendering row {i + 1} of {data_path.name} failed: {exc}"
+            ) from None
+        examples.append(
+            Example(id=ex_id, prompt=rendered["prompt"], reference=rendered.get("reference"))
+        )
+    metrics = [
+        golden_metric(m.type, m.label, m.margin, value=m.value, field=m.field) for m in task.metrics
+    ]
+    return TaskPlan(
+        task.name,
+        "golden",
+        task.description or "",
+        examples,
+        metrics,
+        system=task.system,
+        max_new_tokens=task.generation.max_new_tokens,
+        stop=tuple(task.generation.stop),
+    )
 
 
-def build_plan(suite: Suite, *, limit: int | None = None,
-               variants: list[str] | None = None, seed: int | None = None) -> Plan:
+def build_plan(
+    suite: Suite,
+    *,
+    limit: int | None = None,
+    variants: list[str] | None = None,
+    seed: int | None = None,
+) -> Plan:
     """Everything the run will evaluate. Raises SuiteError/DataError (exit 2)."""
     cfg = suite.config
     all_variants = cfg.all_variants()
     if variants:
         unknown = [v for v in variants if v not in all_variants]
         if unknown:
-            raise SuiteError(f"--variants names {', '.join(unknown)}, not in this suite",
-                             file=suite.path, hint=f"Variants: {', '.join(all_variants)}.")
+            raise SuiteError(
+                f"--variants names {', '.join(unknown)}, not in this suite",
+                file=suite.path,
+                hint=f"Variants: {', '.join(all_variants)}.",
+            )
         chosen = ["base"] + [v for v in variants if v != "base"]
     else:
         chosen = all_variants
     tasks = [build_golden_task(suite, t, ("tasks", i), limit) for i, t in enumerate(cfg.tasks)]
-    which: list[str] = (list(BUILTIN_PROBES) if cfg.probes.builtin is True
-                        else list(cfg.probes.builtin or []))
+    which: list[str] = (
+        list(BUILTIN_PROBES) if cfg.probes.builtin is True else list(cfg.probes.builtin or [])
+    )
     for name in cfg.probes.margins:
         if name not in which:
-            raise suite.error(("probes", "margins", name), f"no probe named '{name}'",
-                              hint=f"Probes: {', '.join(which)}.")
+            raise suite.error(
+                ("probes", "margins", name),
+                f"no probe named '{name}'",
+                hint=f"Probes: {', '.join(which)}.",
+            )
     probes = builtin_probes(which, dict(cfg.probes.margins))
     if limit is not None:
-        probes = [TaskPlan(p.name, p.kind, p.description, p.examples[:limit], p.metrics,
-                           p.system, p.max_new_tokens, p.stop) for p in probes]
+        probes = [
+            TaskPlan(
+                p.name,
+                p.kind,
+                p.description,
+                p.examples[:limit],
+                p.metrics,
+                p.system,
+                p.max_new_tokens,
+                p.stop,
+            )
+            for p in probes
+        ]
     for i, t in enumerate(cfg.probes.extra):
         extra = build_golden_task(suite, t, ("probes", "extra", i), limit)
-        probes.append(TaskPlan(extra.name, "probe", extra.description, extra.examples,
-                               extra.metrics, extra.system, extra.max_new_tokens, extra.stop))
+        probes.append(
+            TaskPlan(
+                extra.name,
+                "probe",
+                extra.description,
+                extra.examples,
+                extra.metrics,
+                extra.system,
+                extra.max_new_tokens,
+                extra.stop,
+            )
+        )
     plan = Plan(chosen, tasks + probes, limit, cfg.settings.seed if seed is None else seed)
     _check_gates(suite, plan)
     return plan
@@ -131,10 +182,14 @@ def _check_gates(suite: Suite, plan: Plan) -> None:
             continue
         task = plan.task(gate.task)
         if task is None:
-            raise suite.error(("gates", i, "task"), f"gate names task '{gate.task}', which the "
-                              "suite does not have",
-                              hint=f"Tasks: {', '.join(t.name for t in plan.tasks)}.")
+            raise suite.error(
+                ("gates", i, "task"),
+                f"gate names task '{gate.task}', which the suite does not have",
+                hint=f"Tasks: {', '.join(t.name for t in plan.tasks)}.",
+            )
         if task.metric(gate.metric or "") is None:
-            raise suite.error(("gates", i, "metric"), f"task '{gate.task}' has no metric "
-                              f"'{gate.metric}'",
-                              hint=f"Its metrics: {', '.join(m.name for m in task.metrics)}.")
+            raise suite.error(
+                ("gates", i, "metric"),
+                f"task '{gate.task}' has no metric '{gate.metric}'",
+                hint=f"Its metrics: {', '.join(m.name for m in task.metrics)}.",
+            )

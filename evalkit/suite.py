@@ -83,7 +83,9 @@ def load_suite(path: Path | str) -> Suite:
     if not isinstance(data, dict):
         raise SuiteError(
             "a suite is a YAML mapping with at least `name`, `base` and `tasks`",
-            file=path, line=1, hint="See suites/legal.yaml for a complete example.",
+            file=path,
+            line=1,
+            hint="See suites/legal.yaml for a complete example.",
         )
     try:
         config = SuiteConfig.model_validate(data)
@@ -95,8 +97,11 @@ def load_suite(path: Path | str) -> Suite:
         message, hint = _explain(dict(first))
         # A missing key beside an unknown one is the same typo, not another problem.
         typo_parents = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
-        more = sum(1 for e in errors[1:]
-                   if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in typo_parents))
+        more = sum(
+            1
+            for e in errors[1:]
+            if not (e["type"] == "missing" and tuple(e["loc"][:-1]) in typo_parents)
+        )
         if more:
             message += f" (and {more} more problem{'s' if more > 1 else ''})"
         raise SuiteError(
@@ -123,8 +128,9 @@ def _check_references(suite: Suite) -> None:
     for i, variant in enumerate(variants):
         _check_variant(suite, variant, ("variants", i))
     if "base" not in variants:
-        raise suite.error(("variants",), "`variants` must include base: every comparison is "
-                          "made against it")
+        raise suite.error(
+            ("variants",), "`variants` must include base: every comparison is made against it"
+        )
     task_names = [t.name for t in cfg.tasks] + [t.name for t in cfg.probes.extra]
     dupes = sorted({n for n in task_names if task_names.count(n) > 1})
     if dupes:
@@ -132,13 +138,17 @@ def _check_references(suite: Suite) -> None:
     for i, gate in enumerate(cfg.gates):
         _check_variant(suite, gate.variant, ("gates", i, "variant"))
         if gate.variant not in variants:
-            raise suite.error(("gates", i, "variant"),
-                              f"gate on '{gate.variant}', which is not among the variants "
-                              f"evaluated ({', '.join(variants)})")
+            raise suite.error(
+                ("gates", i, "variant"),
+                f"gate on '{gate.variant}', which is not among the variants "
+                f"evaluated ({', '.join(variants)})",
+            )
         if gate.variant == "base" and gate.require != "at_least" and gate.require != "at_most":
-            raise suite.error(("gates", i, "variant"),
-                              "the base is what others are compared with; gate an adapter "
-                              "or a merged variant, or use at_least / at_most")
+            raise suite.error(
+                ("gates", i, "variant"),
+                "the base is what others are compared with; gate an adapter "
+                "or a merged variant, or use at_least / at_most",
+            )
 
 
 def _check_variant(suite: Suite, variant: str, loc: Loc) -> None:
@@ -147,6 +157,8 @@ def _check_variant(suite: Suite, variant: str, loc: Loc) -> None:
     if variant != "base" and name not in adapters:
         known = ", ".join(["base", *adapters, *(f"merged:{a}" for a in adapters)])
         close = difflib.get_close_matches(variant, known.split(", "), n=1)
-        raise suite.error(loc, f"unknown variant '{variant}'",
-                          hint=(f"Did you mean '{close[0]}'? " if close else "")
-                          + f"Known variants: {known}.")
+        raise suite.error(
+            loc,
+            f"unknown variant '{variant}'",
+            hint=(f"Did you mean '{close[0]}'? " if close else "") + f"Known variants: {known}.",
+        )

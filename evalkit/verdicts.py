@@ -50,8 +50,9 @@ class Decision:
 
 def _verdict(stats: PairedComparison, spec: MetricSpec) -> str:
     if spec.direction != "none":
-        return verdict(stats, margin=spec.margin, higher_is_better=spec.direction == "higher",
-                       alpha=ALPHA)
+        return verdict(
+            stats, margin=spec.margin, higher_is_better=spec.direction == "higher", alpha=ALPHA
+        )
     # No better direction (answer length): a significant move beyond the margin either
     # way is a drift, reported as a regression.
     v = verdict(stats, margin=spec.margin, higher_is_better=True, alpha=ALPHA)
@@ -66,9 +67,15 @@ def compare(plan: Plan, scores: Scores, settings: Settings) -> list[Comparison]:
             for variant in plan.variants[1:]:
                 other = scores[(task.name, spec.name, variant)]
                 stats = compare_paired(
-                    base.values, base.weights, other.values, other.weights,
-                    transform=spec.transform, delta_kind=spec.delta_kind, binary=spec.binary,
-                    confidence=settings.confidence, n_resamples=settings.bootstrap_resamples,
+                    base.values,
+                    base.weights,
+                    other.values,
+                    other.weights,
+                    transform=spec.transform,
+                    delta_kind=spec.delta_kind,
+                    binary=spec.binary,
+                    confidence=settings.confidence,
+                    n_resamples=settings.bootstrap_resamples,
                     seed=settings.seed,
                 )
                 raw.append((task.name, task.kind, variant, spec, stats))
@@ -78,10 +85,12 @@ def compare(plan: Plan, scores: Scores, settings: Settings) -> list[Comparison]:
         members = [r for r in raw if r[2] == variant and r[1] == kind]
         adjusted = holm([r[4].p_value for r in members])
         for (task_name, tkind, var, spec, stats), p_adj in zip(members, adjusted, strict=True):
-            corrected = dataclasses.replace(stats, p_value=p_adj if not math.isnan(p_adj)
-                                            else stats.p_value)
-            out.append(Comparison(task_name, tkind, var, spec, stats, p_adj,
-                                  _verdict(corrected, spec)))
+            corrected = dataclasses.replace(
+                stats, p_value=p_adj if not math.isnan(p_adj) else stats.p_value
+            )
+            out.append(
+                Comparison(task_name, tkind, var, spec, stats, p_adj, _verdict(corrected, spec))
+            )
     order = {(t.name, m.name): i for i, t in enumerate(plan.tasks) for m in t.metrics}
     out.sort(key=lambda c: (order[(c.task, c.metric.name)], plan.variants.index(c.variant)))
     return out
@@ -89,21 +98,34 @@ def compare(plan: Plan, scores: Scores, settings: Settings) -> list[Comparison]:
 
 def forgetting(plan: Plan, comparisons: list[Comparison]) -> dict[str, list[Comparison]]:
     """Variant -> the general-probe comparisons that regressed (empty: not flagged)."""
-    return {v: [c for c in comparisons
-                if c.variant == v and c.task_kind == "probe" and c.verdict == "regressed"]
-            for v in plan.variants[1:]}
+    return {
+        v: [
+            c
+            for c in comparisons
+            if c.variant == v and c.task_kind == "probe" and c.verdict == "regressed"
+        ]
+        for v in plan.variants[1:]
+    }
 
 
-def apply_gates(plan: Plan, gates: list[GateConfig], scores: Scores,
-                comparisons: list[Comparison],
-                flags: dict[str, list[Comparison]]) -> list[GateResult]:
+def apply_gates(
+    plan: Plan,
+    gates: list[GateConfig],
+    scores: Scores,
+    comparisons: list[Comparison],
+    flags: dict[str, list[Comparison]],
+) -> list[GateResult]:
     results = []
     for gate in gates:
         if gate.require == "no_forgetting":
             probes = flags.get(gate.variant, [])
             passed = not probes
-            detail = ("no general probe regressed" if passed else "regressed: " + ", ".join(
-                f"{c.task}/{c.metric.name} ({_fmt_delta(c)})" for c in probes))
+            detail = (
+                "no general probe regressed"
+                if passed
+                else "regressed: "
+                + ", ".join(f"{c.task}/{c.metric.name} ({_fmt_delta(c)})" for c in probes)
+            )
         elif gate.require in ("at_least", "at_most"):
             task = plan.task(gate.task or "")
             spec = task.metric(gate.metric or "") if task else None
@@ -113,12 +135,22 @@ def apply_gates(plan: Plan, gates: list[GateConfig], scores: Scores,
             passed = (value >= threshold) if gate.require == "at_least" else (value <= threshold)
             detail = f"{gate.task}/{spec.name} = {value:.4g} (threshold {threshold:g})"
         else:
-            comp = next(c for c in comparisons if c.variant == gate.variant
-                        and c.task == gate.task and c.metric.name == gate.metric)
-            passed = (comp.verdict == "improved" if gate.require == "improved"
-                      else comp.verdict != "regressed")
-            detail = (f"{comp.verdict}: {_fmt_delta(comp)}, margin {comp.metric.margin:g}, "
-                      f"n={comp.stats.n}")
+            comp = next(
+                c
+                for c in comparisons
+                if c.variant == gate.variant
+                and c.task == gate.task
+                and c.metric.name == gate.metric
+            )
+            passed = (
+                comp.verdict == "improved"
+                if gate.require == "improved"
+                else comp.verdict != "regressed"
+            )
+            detail = (
+                f"{comp.verdict}: {_fmt_delta(comp)}, margin {comp.metric.margin:g}, "
+                f"n={comp.stats.n}"
+            )
         results.append(GateResult(gate.label, bool(passed), gate.severity, detail))
     return results
 

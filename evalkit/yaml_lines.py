@@ -32,7 +32,9 @@ def load_yaml_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise SuiteError(
-            f"this is not valid YAML: {exc.problem}", file=path, line=line,
+            f"this is not valid YAML: {exc.problem}",
+            file=path,
+            line=line,
             hint="Check indentation and quoting on that line and the one before it.",
         ) from None
     finally:
@@ -50,13 +52,15 @@ def load_yaml_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
                 if key == "<<":
                     raise SuiteError(
                         "YAML merge keys (<<) are not supported in suites",
-                        file=path, line=key_node.start_mark.line + 1,
+                        file=path,
+                        line=key_node.start_mark.line + 1,
                         hint="Write the keys out in full.",
                     )
                 if key in out:
                     raise SuiteError(
                         f"duplicate key '{key}' (first at line {lines[loc + (key,)]})",
-                        file=path, line=key_node.start_mark.line + 1,
+                        file=path,
+                        line=key_node.start_mark.line + 1,
                         hint="YAML keeps only the last one; remove or merge the duplicate.",
                     )
                 lines[loc + (key,)] = key_node.start_mark.line + 1

@@ -22,8 +22,10 @@ def adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
     torch.manual_seed(1)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
-                                                  target_modules=["q_proj", "v_proj"]))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=["q_proj", "v_proj"]),
+    )
     out = tmp_path_factory.mktemp("adapter")
     peft_model.save_pretrained(out)
     return out
@@ -46,15 +48,18 @@ def manual_logprob(engine: HFEngine, context: str, continuation: str) -> float:
 
 def test_loglikelihood_matches_single_forward(engine: HFEngine) -> None:
     prompts = [ChatPrompt("What is two plus two?"), ChatPrompt("Name a colour.")]
-    reqs = [(prompts[0], "Four, of course."), (prompts[1], "Blue"), (prompts[0], "A"),
-            (prompts[0], "B")]
+    reqs = [
+        (prompts[0], "Four, of course."),
+        (prompts[1], "Blue"),
+        (prompts[0], "A"),
+        (prompts[0], "B"),
+    ]
     with engine.variant("base"):
         got = engine.loglikelihood(reqs)
         for (p, cont), ll in zip(reqs, got, strict=True):
             want = manual_logprob(engine, render_chat(engine.tokenizer, p.user), cont)
             assert ll.logprob == pytest.approx(want, abs=1e-3)
-            assert ll.n_tokens == len(engine.tokenizer(cont, add_special_tokens=False)
-                                      ["input_ids"])
+            assert ll.n_tokens == len(engine.tokenizer(cont, add_special_tokens=False)["input_ids"])
 
 
 def test_rolling_nll_counts_every_token_once(engine: HFEngine, monkeypatch) -> None:
@@ -91,5 +96,4 @@ def test_variants_switch_and_merge_without_reload(engine: HFEngine) -> None:
     assert np.abs(adapted - base1).max() > 1e-3  # the adapter is applied
     assert np.abs(merged - adapted).max() < 1e-3  # merging computes the same function
     assert np.abs(base2 - base1).max() < 1e-4  # unmerge restored the base
-    assert engine.fingerprint("a") != engine.fingerprint("merged:a") != engine.fingerprint(
-        "base")
+    assert engine.fingerprint("a") != engine.fingerprint("merged:a") != engine.fingerprint("base")

@@ -20,9 +20,23 @@ LIMIT = 10
 def demo_run(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) -> dict:
     out = tmp_path_factory.mktemp("demo")
     proc = subprocess.run(
-        [sys.executable, "-m", "evalkit", "run", str(REPO / "suites" / "legal.yaml"),
-         "--limit", str(LIMIT), "--output-dir", str(out), "--quiet", "--no-cache"],
-        capture_output=True, text=True, timeout=1800, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "evalkit",
+            "run",
+            str(REPO / "suites" / "legal.yaml"),
+            "--limit",
+            str(LIMIT),
+            "--output-dir",
+            str(out),
+            "--quiet",
+            "--no-cache",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=REPO,
     )
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -32,8 +46,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, default_model_dir: Path) 
 
 
 def value(results: dict, task: str, variant: str, metric: str) -> float:
-    return next(r["value"] for r in results["metrics"]
-                if (r["task"], r["variant"], r["metric"]) == (task, variant, metric))
+    return next(
+        r["value"]
+        for r in results["metrics"]
+        if (r["task"], r["variant"], r["metric"]) == (task, variant, metric)
+    )
 
 
 def test_adapter_learned_the_format_and_base_did_not(demo_run: dict) -> None:
@@ -41,23 +58,28 @@ def test_adapter_learned_the_format_and_base_did_not(demo_run: dict) -> None:
     assert value(demo_run, "legal-summary", "legal-r16", "json_valid") >= 0.8
     assert value(demo_run, "legal-summary", "merged:legal-r16", "json_valid") >= 0.8
     # the reference is far more likely under the adapter
-    assert (value(demo_run, "legal-summary", "legal-r16", "reference_perplexity")
-            < 0.5 * value(demo_run, "legal-summary", "base", "reference_perplexity"))
+    assert value(demo_run, "legal-summary", "legal-r16", "reference_perplexity") < 0.5 * value(
+        demo_run, "legal-summary", "base", "reference_perplexity"
+    )
 
 
 def test_overfit_adapter_forgets_open_answers(demo_run: dict) -> None:
     base = value(demo_run, "knowledge-open", "base", "accuracy")
     overfit = value(demo_run, "knowledge-open", "legal-overfit", "accuracy")
     assert base >= 0.3 and overfit <= base - 0.2
-    assert (value(demo_run, "prose-perplexity", "legal-overfit", "perplexity")
-            > 1.2 * value(demo_run, "prose-perplexity", "base", "perplexity"))
+    assert value(demo_run, "prose-perplexity", "legal-overfit", "perplexity") > 1.2 * value(
+        demo_run, "prose-perplexity", "base", "perplexity"
+    )
 
 
 def test_integrity_checks_pass_on_real_adapters(demo_run: dict) -> None:
     checks = {(c["check"], c["variant"]): c for c in demo_run["integrity"]}
-    assert set(checks) == {("adapter_applied", "legal-r16"), ("adapter_applied", "legal-overfit"),
-                           ("merge_agrees", "merged:legal-r16"),
-                           ("merge_agrees", "merged:legal-overfit")}
+    assert set(checks) == {
+        ("adapter_applied", "legal-r16"),
+        ("adapter_applied", "legal-overfit"),
+        ("merge_agrees", "merged:legal-r16"),
+        ("merge_agrees", "merged:legal-overfit"),
+    }
     assert all(c["passed"] for c in checks.values())
     assert checks[("merge_agrees", "merged:legal-r16")]["value"] < 1e-2
 
@@ -72,5 +94,10 @@ def test_outputs_are_complete(demo_run: dict) -> None:
     assert demo_run["run"]["smoke"] is True
     samples = [s for s in demo_run["samples"] if s["task"] == "legal-summary"]
     assert len(samples) == LIMIT
-    assert set(samples[0]["outputs"]) == {"base", "legal-r16", "merged:legal-r16",
-                                          "legal-overfit", "merged:legal-overfit"}
+    assert set(samples[0]["outputs"]) == {
+        "base",
+        "legal-r16",
+        "merged:legal-r16",
+        "legal-overfit",
+        "merged:legal-overfit",
+    }

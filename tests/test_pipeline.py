@@ -19,9 +19,12 @@ def make_adapter(base_dir: Path, out: Path, *, zero: bool = False) -> Path:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(2)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
-                           LoraConfig(r=4, lora_alpha=16, init_lora_weights=False,
-                                      target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        LoraConfig(
+            r=4, lora_alpha=16, init_lora_weights=False, target_modules=["q_proj", "v_proj"]
+        ),
+    )
     if zero:
         with torch.no_grad():
             for name, p in model.named_parameters():
@@ -34,8 +37,10 @@ def make_adapter(base_dir: Path, out: Path, *, zero: bool = False) -> Path:
 @pytest.fixture(scope="module")
 def workdir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("suite")
-    write_jsonl(d / "qa.jsonl", [{"id": f"q{i}", "q": f"What is {i} plus {i}?",
-                                  "a": str(2 * i)} for i in range(6)])
+    write_jsonl(
+        d / "qa.jsonl",
+        [{"id": f"q{i}", "q": f"What is {i} plus {i}?", "a": str(2 * i)} for i in range(6)],
+    )
     make_adapter(tiny_model_dir, d / "good")
     make_adapter(tiny_model_dir, d / "zero", zero=True)
     return d
@@ -93,14 +98,18 @@ def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> N
     assert [v["name"] for v in results["variants"]] == ["base", "a1", "merged:a1"]
     assert results["run"]["smoke"] is True and results["run"]["limit"] == 4
     tasks = {t["name"]: t["n"] for t in results["tasks"]}
-    assert tasks == {"qa": 4, "knowledge-mc": 4, "knowledge-open": 4,
-                     "prose-perplexity": 4, "open-ended": 4}
+    assert tasks == {
+        "qa": 4,
+        "knowledge-mc": 4,
+        "knowledge-open": 4,
+        "prose-perplexity": 4,
+        "open-ended": 4,
+    }
     # every metric for every variant, and a comparison per non-base variant
     n_metrics = 3 + 1 + 1 + 1 + 3
     assert len(results["metrics"]) == n_metrics * 3
     assert len(results["comparisons"]) == n_metrics * 2
-    ppl = {r["variant"]: r["value"] for r in results["metrics"]
-           if r["task"] == "prose-perplexity"}
+    ppl = {r["variant"]: r["value"] for r in results["metrics"] if r["task"] == "prose-perplexity"}
     assert all(v > 1000 for v in ppl.values())  # a random model is near-uniform over 49k
     checks = {(c["check"], c["variant"]): c["passed"] for c in results["integrity"]}
     assert checks == {("adapter_applied", "a1"): True, ("merge_agrees", "merged:a1"): True}
@@ -110,7 +119,7 @@ def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> N
 
 
 def test_failed_gate_exits_1(workdir: Path, tiny_model_dir: Path) -> None:
-    gates = ("  - variant: a1\n    task: qa\n    metric: exact_match\n    require: improved\n")
+    gates = "  - variant: a1\n    task: qa\n    metric: exact_match\n    require: improved\n"
     outcome = run(workdir, tiny_model_dir, "good", gates, "gate")
     assert outcome.exit_code == EXIT_GATE_FAILED
     gate = outcome.results["gates"][0]
@@ -127,20 +136,21 @@ def test_all_zero_adapter_is_caught(workdir: Path, tiny_model_dir: Path) -> None
     assert check["passed"] is False and "changes nothing" in check["detail"]
 
 
-def test_rerun_reuses_finished_work(workdir: Path, tiny_model_dir: Path, tmp_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rerun_reuses_finished_work(
+    workdir: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run interrupted after the base (here: one that only evaluated the base) leaves its
     results in the cache; the next run computes only what is missing."""
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     path = workdir / "resume.yaml"
-    path.write_text(suite_text(tiny_model_dir, "good",
-                               "  - variant: a1\n    require: no_forgetting\n"))
+    path.write_text(
+        suite_text(tiny_model_dir, "good", "  - variant: a1\n    require: no_forgetting\n")
+    )
     first = run_suite(path, output_dir=tmp_path / "r1", limit=3, variants=["base"])
     per_variant = first.results["run"]["cache"]["computed"]
     assert first.results["run"]["cache"]["reused"] == 0 and per_variant > 0
     second = run_suite(path, output_dir=tmp_path / "r2", limit=3)
-    assert second.results["run"]["cache"] == {"reused": per_variant,
-                                              "computed": 2 * per_variant}
+    assert second.results["run"]["cache"] == {"reused": per_variant, "computed": 2 * per_variant}
     third = run_suite(path, output_dir=tmp_path / "r3", limit=3)
     assert third.results["run"]["cache"] == {"reused": 3 * per_variant, "computed": 0}
     assert third.results["metrics"] == second.results["metrics"]

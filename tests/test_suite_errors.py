@@ -33,10 +33,13 @@ probes:
 
 @pytest.fixture
 def suite_dir(tmp_path: Path) -> Path:
-    write_jsonl(tmp_path / "data.jsonl", [
-        {"id": "a", "question": "2+2?", "answer": "4"},
-        {"id": "b", "question": "3+3?", "answer": "6"},
-    ])
+    write_jsonl(
+        tmp_path / "data.jsonl",
+        [
+            {"id": "a", "question": "2+2?", "answer": "4"},
+            {"id": "b", "question": "3+3?", "answer": "6"},
+        ],
+    )
     return tmp_path
 
 
@@ -103,7 +106,9 @@ def test_gate_on_unknown_metric(suite_dir: Path, tmp_path: Path) -> None:
     adapter = tmp_path / "ad"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
-    text = GOOD + f"""adapters:
+    text = (
+        GOOD
+        + f"""adapters:
   a1:
     path: {adapter}
 gates:
@@ -112,6 +117,7 @@ gates:
     metric: accuracy
     require: improved
 """
+    )
     err = error_for(suite_dir, text)
     assert "task 'qa' has no metric 'accuracy'" in str(err) and "exact_match" in str(err)
     assert err.line == 21
@@ -124,8 +130,12 @@ def test_invalid_yaml(suite_dir: Path) -> None:
 
 def test_cli_exits_2_without_traceback(suite_dir: Path) -> None:
     path = write_suite(suite_dir, GOOD.replace("    prompt:", "    promt:"))
-    proc = subprocess.run([sys.executable, "-m", "evalkit", "run", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalkit", "run", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"{path}:9: unknown key 'promt'" in proc.stderr.replace("\n", " ")
@@ -133,7 +143,11 @@ def test_cli_exits_2_without_traceback(suite_dir: Path) -> None:
 
 def test_cli_validate_ok(suite_dir: Path) -> None:
     path = write_suite(suite_dir, GOOD)
-    proc = subprocess.run([sys.executable, "-m", "evalkit", "validate", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalkit", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "ok" in proc.stdout and "2 examples" in proc.stdout

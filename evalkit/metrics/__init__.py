@@ -39,14 +39,27 @@ class MetricSpec:
 def golden_metric(kind: str, name: str, margin: float, **params: Any) -> MetricSpec:
     """The spec of a metric a suite declares on a golden task."""
     if kind == "reference_perplexity":
-        return MetricSpec(name, kind, "loglikelihood", "lower", margin, transform="exp",
-                          delta_kind="ratio", label="reference perplexity", params=params)
+        return MetricSpec(
+            name,
+            kind,
+            "loglikelihood",
+            "lower",
+            margin,
+            transform="exp",
+            delta_kind="ratio",
+            label="reference perplexity",
+            params=params,
+        )
     labels = {
-        "exact_match": "exact match", "contains": "contains", "regex": "regex match",
-        "json_valid": "valid JSON", "json_field_match": "JSON field match",
+        "exact_match": "exact match",
+        "contains": "contains",
+        "regex": "regex match",
+        "json_valid": "valid JSON",
+        "json_field_match": "JSON field match",
     }
     if kind not in labels:
         raise ValueError(f"unknown metric type {kind}")
     label = labels[kind] + (f" ({params['field']})" if params.get("field") else "")
-    return MetricSpec(name, kind, "generate", "higher", margin, binary=True, label=label,
-                      params=params)
+    return MetricSpec(
+        name, kind, "generate", "higher", margin, binary=True, label=label, params=params
+    )

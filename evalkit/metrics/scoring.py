@@ -22,8 +22,9 @@ class MetricScores:
     reasons: dict[str, str] = field(default_factory=dict)  # example id -> why unscored
 
     def aggregate(self, spec: MetricSpec) -> float:
-        pairs = [(v, w) for v, w in zip(self.values, self.weights, strict=True)
-                 if not math.isnan(v)]
+        pairs = [
+            (v, w) for v, w in zip(self.values, self.weights, strict=True) if not math.isnan(v)
+        ]
         total = sum(w for _, w in pairs)
         if not total:
             return math.nan
@@ -60,8 +61,11 @@ def score_one(spec: MetricSpec, ex: Example, rec: Record) -> tuple[float, float,
         }[spec.kind]()
         reason = None
         if math.isnan(value):
-            reason = ("reference has no such field" if spec.kind == "json_field_match"
-                      else "answer too short to measure")
+            reason = (
+                "reference has no such field"
+                if spec.kind == "json_field_match"
+                else "answer too short to measure"
+            )
         return value, 1.0, reason
     if spec.needs == "loglikelihood":
         if not rec.ref_tokens:
@@ -85,13 +89,13 @@ def score(plan: Plan, records: list[Record]) -> Scores:
     for task in plan.tasks:
         for variant in plan.variants:
             for spec in task.metrics:
-                scores[(task.name, spec.name, variant)] = _score_metric(task, spec, variant,
-                                                                        by_key)
+                scores[(task.name, spec.name, variant)] = _score_metric(task, spec, variant, by_key)
     return scores
 
 
-def _score_metric(task: TaskPlan, spec: MetricSpec, variant: str,
-                  by_key: dict[tuple[str, str, str], Record]) -> MetricScores:
+def _score_metric(
+    task: TaskPlan, spec: MetricSpec, variant: str, by_key: dict[tuple[str, str, str], Record]
+) -> MetricScores:
     ms = MetricScores([], [])
     for ex in task.examples:
         value, weight, reason = score_one(spec, ex, by_key[(task.name, ex.id, variant)])

@@ -45,18 +45,26 @@ class Engine(Protocol):
         """Make `name` the active variant for the requests made inside the block."""
         ...
 
-    def generate(self, prompts: list[ChatPrompt], *, max_new_tokens: int,
-                 stop: tuple[str, ...] = (), progress: Progress | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: list[ChatPrompt],
+        *,
+        max_new_tokens: int,
+        stop: tuple[str, ...] = (),
+        progress: Progress | None = None,
+    ) -> list[str]:
         """Greedy completions, in the order of `prompts`."""
         ...
 
-    def loglikelihood(self, requests: list[tuple[ChatPrompt, str]], *,
-                      progress: Progress | None = None) -> list[LogLikelihood]:
+    def loglikelihood(
+        self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
         """log p(continuation | prompt) for each (prompt, continuation)."""
         ...
 
-    def rolling_nll(self, texts: list[str], *,
-                    progress: Progress | None = None) -> list[LogLikelihood]:
+    def rolling_nll(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
         """Negative log-likelihood of whole texts (logprob holds the NLL, positive)."""
         ...
 

@@ -40,9 +40,17 @@ def _digest_files(paths: list[Path]) -> str:
 class HFEngine:
     """An Engine over a transformers model and its peft adapters."""
 
-    def __init__(self, base_spec: str, adapters: dict[str, Path], *, dtype: str = "float32",
-                 device: str = "auto", load_in_4bit: bool = False, batch_size: int = 16,
-                 relative_to: Path | None = None) -> None:
+    def __init__(
+        self,
+        base_spec: str,
+        adapters: dict[str, Path],
+        *,
+        dtype: str = "float32",
+        device: str = "auto",
+        load_in_4bit: bool = False,
+        batch_size: int = 16,
+        relative_to: Path | None = None,
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,9 +69,14 @@ class HFEngine:
             self.tokenizer = AutoTokenizer.from_pretrained(resolved.source)
             model: Any = AutoModelForCausalLM.from_pretrained(resolved.source, **kwargs)
         except OSError as exc:
-            hint = None if resolved.is_local else (
-                "No hub is reachable from here? Use a local model directory, a .gguf file, "
-                "or builtin:smollm2-135m-instruct.")
+            hint = (
+                None
+                if resolved.is_local
+                else (
+                    "No hub is reachable from here? Use a local model directory, a .gguf file, "
+                    "or builtin:smollm2-135m-instruct."
+                )
+            )
             raise ModelLoadError(f"could not load model '{base_spec}': {exc}", hint=hint) from None
         if not load_in_4bit:
             model.to(self.device)
@@ -71,16 +84,28 @@ class HFEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self._base_fp = _digest_files(
-            [p for p in Path(resolved.source).glob("*") if p.suffix in (".json", ".safetensors")]
-        ) if resolved.is_local else base_spec
+        self._base_fp = (
+            _digest_files(
+                [
+                    p
+                    for p in Path(resolved.source).glob("*")
+                    if p.suffix in (".json", ".safetensors")
+                ]
+            )
+            if resolved.is_local
+            else base_spec
+        )
         self._adapter_fp: dict[str, str] = {}
         self.model: Any = model
         self.peft: Any = None
         for name, path in adapters.items():
             self._load_adapter(name, path)
-        log.info("loaded %s with %d adapter(s) in %.1fs", base_spec, len(adapters),
-                 time.perf_counter() - t0)
+        log.info(
+            "loaded %s with %d adapter(s) in %.1fs",
+            base_spec,
+            len(adapters),
+            time.perf_counter() - t0,
+        )
         self._generation_defaults()
 
     # -- variants ---------------------------------------------------------------------
@@ -88,12 +113,16 @@ class HFEngine:
     def _load_adapter(self, name: str, path: Path) -> None:
         from peft import PeftModel
 
-        weights = [p for p in (path / "adapter_config.json", path / "adapter_model.safetensors")
-                   if p.exists()]
+        weights = [
+            p
+            for p in (path / "adapter_config.json", path / "adapter_model.safetensors")
+            if p.exists()
+        ]
         try:
             if self.peft is None:
-                self.peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name,
-                                                      is_trainable=False)
+                self.peft = PeftModel.from_pretrained(
+                    self.model, str(path), adapter_name=name, is_trainable=False
+                )
                 self.model = self.peft
             else:
                 self.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
@@ -144,8 +173,14 @@ class HFEngine:
         text = render_chat(self.tokenizer, prompt.user, system=prompt.system)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def generate(self, prompts: list[ChatPrompt], *, max_new_tokens: int,
-                 stop: tuple[str, ...] = (), progress: Progress | None = None) -> list[str]:
+    def generate(
+        self,
+        prompts: list[ChatPrompt],
+        *,
+        max_new_tokens: int,
+        stop: tuple[str, ...] = (),
+        progress: Progress | None = None,
+    ) -> list[str]:
         import torch
 
         encoded = [self._encode_chat(p) for p in prompts]
@@ -158,13 +193,17 @@ class HFEngine:
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
             for row, i in enumerate(idx):  # left padding: generation continues at the right
-                ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]):] = 1
+                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]) :] = 1
             with torch.inference_mode():
                 gen = self.model.generate(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                    max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                    stop_strings=list(stop) or None, tokenizer=self.tokenizer if stop else None,
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    stop_strings=list(stop) or None,
+                    tokenizer=self.tokenizer if stop else None,
                 )
             for row, i in enumerate(idx):
                 text = str(self.tokenizer.decode(gen[row, width:], skip_special_tokens=False))
@@ -173,13 +212,15 @@ class HFEngine:
                 progress(len(idx))
         return out
 
-    def loglikelihood(self, requests: list[tuple[ChatPrompt, str]], *,
-                      progress: Progress | None = None) -> list[LogLikelihood]:
+    def loglikelihood(
+        self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
         groups: dict[ChatPrompt, list[int]] = {}
         for r, (prompt, _) in enumerate(requests):
             groups.setdefault(prompt, []).append(r)
-        conts = [list(self.tokenizer(c, add_special_tokens=False)["input_ids"])
-                 for _, c in requests]
+        conts = [
+            list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for _, c in requests
+        ]
         scores = [0.0] * len(requests)
         items = [(self._encode_chat(p), idx) for p, idx in groups.items()]
         items.sort(key=lambda it: len(it[0]))  # similar lengths share a batch: less padding
@@ -191,8 +232,9 @@ class HFEngine:
                 progress(sum(len(idx) for _, idx in batch))
         return [LogLikelihood(scores[r], len(conts[r])) for r in range(len(requests))]
 
-    def _score_shared_context(self, batch: list[tuple[list[int], list[int]]],
-                              conts: list[list[int]]) -> dict[int, float]:
+    def _score_shared_context(
+        self, batch: list[tuple[list[int], list[int]]], conts: list[list[int]]
+    ) -> dict[int, float]:
         """Score every continuation of each context while running the context only once:
         the contexts go through the model left-padded, their KV cache is repeated once per
         continuation, and the continuations run on top of it. For multiple choice this
@@ -204,15 +246,19 @@ class HFEngine:
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (ctx, _) in enumerate(batch):
-            ids[row, width - len(ctx):] = torch.tensor(ctx)
-            mask[row, width - len(ctx):] = 1
+            ids[row, width - len(ctx) :] = torch.tensor(ctx)
+            mask[row, width - len(ctx) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         rows = [(g, r) for g, (_, idx) in enumerate(batch) for r in idx]
         owner = torch.tensor([g for g, _ in rows])
         longest = max(len(conts[r]) for _, r in rows)
         with torch.inference_mode():
-            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             position_ids=positions.to(self.device), use_cache=True)
+            out = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                use_cache=True,
+            )
             # logits predicting each continuation token: the context's last position for
             # the first token, then the continuation's own positions
             first = torch.log_softmax(out.logits[:, -1].float(), -1)[owner.to(self.device)]
@@ -230,10 +276,16 @@ class HFEngine:
                 ctx_len = mask.sum(-1)[owner]
                 cont_pos = ctx_len.unsqueeze(1) + torch.arange(longest - 1).unsqueeze(0)
                 full_mask = torch.cat([mask[owner], cont_mask], dim=1)
-                later = torch.log_softmax(self.model(
-                    input_ids=cont_ids.to(self.device), attention_mask=full_mask.to(self.device),
-                    position_ids=cont_pos.to(self.device), past_key_values=cache,
-                    use_cache=False).logits.float(), -1)
+                later = torch.log_softmax(
+                    self.model(
+                        input_ids=cont_ids.to(self.device),
+                        attention_mask=full_mask.to(self.device),
+                        position_ids=cont_pos.to(self.device),
+                        past_key_values=cache,
+                        use_cache=False,
+                    ).logits.float(),
+                    -1,
+                )
         result = {}
         for row, (_, r) in enumerate(rows):
             toks = conts[r]
@@ -244,8 +296,9 @@ class HFEngine:
             result[r] = total
         return result
 
-    def rolling_nll(self, texts: list[str], *,
-                    progress: Progress | None = None) -> list[LogLikelihood]:
+    def rolling_nll(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
         """Each text is scored in disjoint windows of ROLLING_WINDOW tokens; every token is
         predicted once, the first from a separator token, later windows start from the
         last token of the window before."""
@@ -265,16 +318,23 @@ class HFEngine:
         scores = self._score_sequences(seqs, reads, progress, n_keys=len(texts))
         return [LogLikelihood(-scores[t], counts[t]) for t in range(len(texts))]
 
-    def _score_sequences(self, seqs: list[list[int]],
-                         reads: list[list[tuple[int, int, list[int]]]],
-                         progress: Progress | None, n_keys: int | None = None) -> list[float]:
+    def _score_sequences(
+        self,
+        seqs: list[list[int]],
+        reads: list[list[tuple[int, int, list[int]]]],
+        progress: Progress | None,
+        n_keys: int | None = None,
+    ) -> list[float]:
         """Run each sequence once (batched, right-padded) and sum the log-probabilities of
         the continuation tokens each read names: (key, start, tokens) reads logits at
         positions start-1 .. start+len(tokens)-2. Sums are accumulated per key."""
         import torch
 
-        total = [0.0] * (n_keys if n_keys is not None else 1 + max(
-            (k for rs in reads for k, _, _ in rs), default=-1))
+        total = [0.0] * (
+            n_keys
+            if n_keys is not None
+            else 1 + max((k for rs in reads for k, _, _ in rs), default=-1)
+        )
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         pad = self.tokenizer.pad_token_id
         for idx in batches(order, self.batch_size):
@@ -285,8 +345,9 @@ class HFEngine:
                 ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
                 mask[row, : len(seqs[i])] = 1
             with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device),
-                                    attention_mask=mask.to(self.device)).logits
+                logits = self.model(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                ).logits
                 for row, i in enumerate(idx):
                     for key, start, tokens in reads[i]:
                         span = logits[row, start - 1 : start - 1 + len(tokens)].float()
@@ -341,8 +402,12 @@ def _bnb_4bit_config(dtype: str) -> Any:
         import torch
         from transformers import BitsAndBytesConfig
     except ImportError:
-        raise ModelLoadError("load_in_4bit needs bitsandbytes",
-                             hint="pip install bitsandbytes") from None
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=getattr(torch, dtype))
+        raise ModelLoadError(
+            "load_in_4bit needs bitsandbytes", hint="pip install bitsandbytes"
+        ) from None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, dtype),
+    )

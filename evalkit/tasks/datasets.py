@@ -19,8 +19,10 @@ SUPPORTED = ".jsonl, .json (one object per line), .csv, .parquet, or a saved dat
 def load_rows(path: Path, *, split: str | None = None) -> list[Row]:
     """All rows of a dataset file or saved dataset directory."""
     if not path.exists():
-        raise DataError(f"data file not found: {path}",
-                        hint="Paths in a suite are relative to the suite file's folder.")
+        raise DataError(
+            f"data file not found: {path}",
+            hint="Paths in a suite are relative to the suite file's folder.",
+        )
     if path.is_dir():
         return _load_saved(path, split)
     suffix = path.suffix.lower()
@@ -45,8 +47,9 @@ def _load_jsonl(path: Path) -> list[Row]:
                     hint="Each line must be one JSON object.",
                 ) from None
             if not isinstance(value, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got "
-                                f"{type(value).__name__}")
+                raise DataError(
+                    f"{path}:{number}: expected a JSON object, got {type(value).__name__}"
+                )
             rows.append(value)
     return rows
 
@@ -68,8 +71,9 @@ def _load_saved(path: Path, split: str | None) -> list[Row]:
     try:
         ds = datasets.load_from_disk(str(path))
     except Exception as exc:
-        raise DataError(f"{path}: not a saved dataset directory ({exc})",
-                        hint=f"Use {SUPPORTED}.") from None
+        raise DataError(
+            f"{path}: not a saved dataset directory ({exc})", hint=f"Use {SUPPORTED}."
+        ) from None
     if isinstance(ds, datasets.DatasetDict):
         if split is None:
             raise DataError(f"{path} holds splits {sorted(ds)}; choose one with `split:`")

@@ -44,57 +44,128 @@ def knowledge_mc(margin: float) -> TaskPlan:
     # while the log-likelihood of the answer texts ranks the right one first about half
     # the time.
     examples = [
-        Example(id=item["id"], prompt=f"{item['question']} Answer in a few words.",
-                reference=item["choices"][item["answer"]], choices=tuple(item["choices"]),
-                answer=item["answer"], group=item["subject"])
+        Example(
+            id=item["id"],
+            prompt=f"{item['question']} Answer in a few words.",
+            reference=item["choices"][item["answer"]],
+            choices=tuple(item["choices"]),
+            answer=item["answer"],
+            group=item["subject"],
+        )
         for item in _read_jsonl("knowledge.jsonl")
     ]
-    metric = MetricSpec("accuracy", "choice_accuracy", "choice", "higher", margin, binary=True,
-                        label="accuracy (multiple choice)")
-    return TaskPlan("knowledge-mc", "probe", "General knowledge as multiple choice: the "
-                    "option whose text is most likely as the answer", examples, [metric])
+    metric = MetricSpec(
+        "accuracy",
+        "choice_accuracy",
+        "choice",
+        "higher",
+        margin,
+        binary=True,
+        label="accuracy (multiple choice)",
+    )
+    return TaskPlan(
+        "knowledge-mc",
+        "probe",
+        "General knowledge as multiple choice: the option whose text is most likely as the answer",
+        examples,
+        [metric],
+    )
 
 
 def knowledge_open(margin: float) -> TaskPlan:
     examples = [
-        Example(id=item["id"], prompt=f"{item['question']} Answer in a few words.",
-                reference=item["accepted"][0], accepted=tuple(item["accepted"]),
-                group=item["subject"])
+        Example(
+            id=item["id"],
+            prompt=f"{item['question']} Answer in a few words.",
+            reference=item["accepted"][0],
+            accepted=tuple(item["accepted"]),
+            group=item["subject"],
+        )
         for item in _read_jsonl("knowledge.jsonl")
     ]
-    metric = MetricSpec("accuracy", "accepted_match", "generate", "higher", margin, binary=True,
-                        label="accuracy (open answer)")
-    return TaskPlan("knowledge-open", "probe", "The same questions asked openly; correct when "
-                    "an accepted answer appears in the reply", examples, [metric],
-                    max_new_tokens=32)
+    metric = MetricSpec(
+        "accuracy",
+        "accepted_match",
+        "generate",
+        "higher",
+        margin,
+        binary=True,
+        label="accuracy (open answer)",
+    )
+    return TaskPlan(
+        "knowledge-open",
+        "probe",
+        "The same questions asked openly; correct when an accepted answer appears in the reply",
+        examples,
+        [metric],
+        max_new_tokens=32,
+    )
 
 
 def prose_perplexity(margin: float) -> TaskPlan:
     docs = sorted((probe_data_dir() / "prose").glob("*.txt"))
     examples = [Example(id=p.stem, text=p.read_text(encoding="utf-8").strip()) for p in docs]
-    metric = MetricSpec("perplexity", "rolling_perplexity", "rolling", "lower", margin,
-                        transform="exp", delta_kind="ratio", label="perplexity")
-    return TaskPlan("prose-perplexity", "probe", "Perplexity on general English prose "
-                    "written for evalkit (bootstrap over documents)", examples, [metric])
+    metric = MetricSpec(
+        "perplexity",
+        "rolling_perplexity",
+        "rolling",
+        "lower",
+        margin,
+        transform="exp",
+        delta_kind="ratio",
+        label="perplexity",
+    )
+    return TaskPlan(
+        "prose-perplexity",
+        "probe",
+        "Perplexity on general English prose written for evalkit (bootstrap over documents)",
+        examples,
+        [metric],
+    )
 
 
 def open_ended(margin: float) -> TaskPlan:
-    examples = [Example(id=item["id"], prompt=item["prompt"])
-                for item in _read_jsonl("open_prompts.jsonl")]
-    metrics = [
-        MetricSpec("distinct_2", "distinct_2", "generate", "higher", margin,
-                   label="distinct bigrams"),
-        MetricSpec("repeated_3gram_rate", "repeated_3gram_rate", "generate", "lower", margin,
-                   label="repeated trigrams"),
-        # Length has no better direction; a large drift either way is a change in behaviour.
-        MetricSpec("length_words", "length_words", "generate", "none", 0.5,
-                   delta_kind="ratio", label="answer length (words)"),
+    examples = [
+        Example(id=item["id"], prompt=item["prompt"]) for item in _read_jsonl("open_prompts.jsonl")
     ]
-    return TaskPlan("open-ended", "probe", "Open requests; answers measured for diversity, "
-                    "repetition and length", examples, metrics, max_new_tokens=96)
+    metrics = [
+        MetricSpec(
+            "distinct_2", "distinct_2", "generate", "higher", margin, label="distinct bigrams"
+        ),
+        MetricSpec(
+            "repeated_3gram_rate",
+            "repeated_3gram_rate",
+            "generate",
+            "lower",
+            margin,
+            label="repeated trigrams",
+        ),
+        # Length has no better direction; a large drift either way is a change in behaviour.
+        MetricSpec(
+            "length_words",
+            "length_words",
+            "generate",
+            "none",
+            0.5,
+            delta_kind="ratio",
+            label="answer length (words)",
+        ),
+    ]
+    return TaskPlan(
+        "open-ended",
+        "probe",
+        "Open requests; answers measured for diversity, repetition and length",
+        examples,
+        metrics,
+        max_new_tokens=96,
+    )
 
 
 def builtin_probes(which: list[str], margins: dict[str, float]) -> list[TaskPlan]:
-    makers = {"knowledge-mc": knowledge_mc, "knowledge-open": knowledge_open,
-              "prose-perplexity": prose_perplexity, "open-ended": open_ended}
+    makers = {
+        "knowledge-mc": knowledge_mc,
+        "knowledge-open": knowledge_open,
+        "prose-perplexity": prose_perplexity,
+        "open-ended": open_ended,
+    }
     return [makers[name](margins.get(name, DEFAULT_MARGINS[name])) for name in which]

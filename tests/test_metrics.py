@@ -1,0 +1,76 @@
+"""Text metrics and dataset readers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import DataError
+from evalkit.metrics import text as tm
+from evalkit.tasks.datasets import load_rows
+
+REF = '{"type": "payment", "obligor": "Customer", "summary": "Pay in 30 days."}'
+
+
+def test_json_metrics() -> None:
+    assert tm.json_valid(REF) == 1.0
+    assert tm.json_valid("```json\n" + REF + "\n```") == 1.0
+    assert tm.json_valid("Sure! " + REF) == 0.0
+    assert tm.json_valid("[1, 2]") == 0.0  # valid JSON, but not an object
+    assert tm.json_field_match('{"type": "Payment"}', REF, "type") == 1.0
+    assert tm.json_field_match('{"type": "warranty"}', REF, "type") == 0.0
+    assert tm.json_field_match("not json", REF, "type") == 0.0
+    assert math.isnan(tm.json_field_match(REF, '{"x": 1}', "type"))
+
+
+def test_match_metrics() -> None:
+    assert tm.exact_match(" Paris \n", "Paris") == 1.0
+    assert tm.exact_match("Paris.", "Paris") == 0.0
+    assert tm.contains("The capital is PARIS", "paris") == 1.0
+    assert tm.regex_match("Total: 42 EUR", r"\d+ EUR") == 1.0
+    assert tm.accepted_match("It is Leonardo da Vinci.", ["da Vinci"]) == 1.0
+    assert tm.accepted_match("The answer is 63.", ["63", "sixty-three"]) == 1.0
+    assert tm.accepted_match("The answer is 630.", ["63"]) == 0.0  # whole words only
+    assert tm.accepted_match("Sixty-three!", ["sixty-three"]) == 1.0
+
+
+def test_diversity_metrics() -> None:
+    varied = "the cat sat on a warm mat near the old door"
+    looped = "the cat sat the cat sat the cat sat the cat sat"
+    assert tm.distinct_n(varied, 2) == 1.0
+    assert tm.distinct_n(looped, 2) == pytest.approx(3 / 11)
+    assert tm.repeated_ngram_rate(varied, 3) == 0.0
+    assert tm.repeated_ngram_rate(looped, 3) == pytest.approx(7 / 10)
+    assert math.isnan(tm.distinct_n("one", 2))
+
+
+def test_csv_and_parquet_through_datasets(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": ["a", "b"], "question": ["2+2?", "3+3?"], "answer": ["4", "6"]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.parquet")
+    for name in ("d.csv", "d.parquet"):
+        rows = load_rows(tmp_path / name)
+        assert [r["question"] for r in rows] == ["2+2?", "3+3?"]
+        assert str(rows[1]["answer"]) == "6"
+
+
+def test_saved_dataset_needs_a_split(tmp_path: Path) -> None:
+    import datasets
+
+    dd = datasets.DatasetDict({"test": datasets.Dataset.from_dict({"q": ["x"], "a": ["y"]})})
+    dd.save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(DataError, match="choose one with `split:`"):
+        load_rows(tmp_path / "saved")
+    assert load_rows(tmp_path / "saved", split="test") == [{"q": "x", "a": "y"}]
+
+
+def test_unsupported_and_missing_files(tmp_path: Path) -> None:
+    (tmp_path / "d.xlsx").write_text("x")
+    with pytest.raises(DataError, match="unsupported data format"):
+        load_rows(tmp_path / "d.xlsx")
+    with pytest.raises(DataError, match="not found"):
+        load_rows(tmp_path / "none.jsonl")
