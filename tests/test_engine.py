@@ -97,3 +97,13 @@ def test_variants_switch_and_merge_without_reload(engine: HFEngine) -> None:
     assert np.abs(merged - adapted).max() < 1e-3  # merging computes the same function
     assert np.abs(base2 - base1).max() < 1e-4  # unmerge restored the base
     assert engine.fingerprint("a") != engine.fingerprint("merged:a") != engine.fingerprint("base")
+
+
+def test_token_batches_respect_the_budget(engine: HFEngine, monkeypatch) -> None:
+    monkeypatch.setattr("evalkit.models.hf.TOKEN_BUDGET", 100)
+    lengths = [60, 50, 40, 30, 10, 10, 10]
+    got = list(engine._token_batches(list(range(len(lengths))), lengths))
+    assert sorted(i for b in got for i in b) == list(range(len(lengths)))
+    for batch in got:
+        assert len(batch) <= engine.batch_size
+        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 100

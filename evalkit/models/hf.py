@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ROLLING_WINDOW = 1024
+# ~1.6 GB of fp32 logits for a 49k vocabulary
+TOKEN_BUDGET = 8192
 
 
 def _digest_files(paths: list[Path]) -> str:
@@ -159,7 +162,10 @@ class HFEngine:
         try:
             yield
         finally:
-            self.peft.base_model.unmerge_adapter()
+            with warnings.catch_warnings():
+                # layers that only other adapters target were never merged; peft warns
+                warnings.filterwarnings("ignore", message="Already unmerged")
+                self.peft.base_model.unmerge_adapter()
 
     # -- requests -------------------------------------------------------------------
 
@@ -337,7 +343,7 @@ class HFEngine:
         )
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         pad = self.tokenizer.pad_token_id
-        for idx in batches(order, self.batch_size):
+        for idx in self._token_batches(order, [len(x) for x in seqs]):
             width = max(len(seqs[i]) for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             mask = torch.zeros((len(idx), width), dtype=torch.long)
@@ -358,6 +364,22 @@ class HFEngine:
                 progress(len(idx))
         return total
 
+    def _token_batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
+        """Batches of at most batch_size sequences and TOKEN_BUDGET padded tokens: a full
+        forward keeps logits for every position (tokens × vocab floats), so long documents
+        must come in smaller batches than short prompts."""
+        batch: list[int] = []
+        width = 0
+        for i in order:
+            grown = max(width, lengths[i])
+            if batch and (len(batch) >= self.batch_size or grown * (len(batch) + 1) > TOKEN_BUDGET):
+                yield batch
+                batch, grown = [], lengths[i]
+            batch.append(i)
+            width = grown
+        if batch:
+            yield batch
+
     def probe_logits(self, texts: list[str]) -> list[np.ndarray]:
         import torch
 
@@ -373,8 +395,6 @@ class HFEngine:
 def _quiet_transformers() -> None:
     """Per-load progress bars and deprecation notices from the libraries would drown the
     run's own progress; evalkit reports loading itself."""
-    import warnings
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
