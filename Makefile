@@ -23,13 +23,13 @@ run: setup
 	$(BIN)/evalkit run suites/legal.yaml
 
 test: setup
-	$(BIN)/ruff check evalkit tests bench scripts
+	$(BIN)/ruff check evalkit tests scripts
 	$(BIN)/mypy evalkit
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check evalkit tests bench scripts
-	$(BIN)/ruff format --check evalkit tests bench scripts
+	$(BIN)/ruff check evalkit tests scripts
+	$(BIN)/ruff format --check evalkit tests scripts
 
 typecheck: setup
 	$(BIN)/mypy evalkit
