@@ -5,6 +5,7 @@ Exit codes: 0 all gates passed, 1 a gate failed, 2 bad input, 3 infrastructure f
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterator
@@ -96,28 +97,22 @@ def run(
 
     console = _console()
     chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    run_it = functools.partial(
+        run_suite,
+        suite,
+        output_dir=output_dir,
+        limit=limit,
+        variants=chosen,
+        seed=seed,
+        use_cache=not no_cache,
+    )
     with _errors():
         if quiet:
-            outcome = run_suite(
-                suite,
-                output_dir=output_dir,
-                limit=limit,
-                variants=chosen,
-                seed=seed,
-                use_cache=not no_cache,
-            )
+            outcome = run_it()
         else:
             bar, factory = _rich_progress(console)
             with bar:
-                outcome = run_suite(
-                    suite,
-                    output_dir=output_dir,
-                    limit=limit,
-                    variants=chosen,
-                    seed=seed,
-                    use_cache=not no_cache,
-                    progress=factory,
-                )
+                outcome = run_it(progress=factory)
     _print_outcome(outcome.results, outcome.output_dir)
     raise typer.Exit(outcome.exit_code)
 
