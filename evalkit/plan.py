@@ -3,6 +3,7 @@ before any model is loaded."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from evalkit.config import TaskConfig
@@ -15,7 +16,9 @@ from evalkit.tasks.probes import BUILTIN_PROBES, builtin_probes
 from evalkit.yaml_lines import Loc
 
 
-def _jinja_env() -> Any:
+def prompt_environment() -> Any:
+    """The Jinja environment suite templates render in (training scripts use it too, so a
+    prompt is the same text in training and evaluation)."""
     from jinja2 import StrictUndefined
     from jinja2.sandbox import SandboxedEnvironment
 
@@ -34,7 +37,7 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
     """Load a golden task's data and render its prompts and references."""
     from jinja2 import TemplateSyntaxError
 
-    env = _jinja_env()
+    env = prompt_environment()
     data_path = suite.resolve(task.data.path)
     try:
         rows = load_rows(data_path, split=task.data.split)
@@ -144,33 +147,10 @@ def build_plan(
             )
     probes = builtin_probes(which, dict(cfg.probes.margins))
     if limit is not None:
-        probes = [
-            TaskPlan(
-                p.name,
-                p.kind,
-                p.description,
-                p.examples[:limit],
-                p.metrics,
-                p.system,
-                p.max_new_tokens,
-                p.stop,
-            )
-            for p in probes
-        ]
+        probes = [dataclasses.replace(p, examples=p.examples[:limit]) for p in probes]
     for i, t in enumerate(cfg.probes.extra):
         extra = build_golden_task(suite, t, ("probes", "extra", i), limit)
-        probes.append(
-            TaskPlan(
-                extra.name,
-                "probe",
-                extra.description,
-                extra.examples,
-                extra.metrics,
-                extra.system,
-                extra.max_new_tokens,
-                extra.stop,
-            )
-        )
+        probes.append(dataclasses.replace(extra, kind="probe"))
     plan = Plan(chosen, tasks + probes, limit, cfg.settings.seed if seed is None else seed)
     _check_gates(suite, plan)
     return plan

@@ -59,11 +59,9 @@ GENERAL_QUESTIONS = [
 
 def render_prompt(clause: str) -> str:
     """The task prompt for one clause, rendered as evaluation renders suite templates."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    from evalkit.plan import prompt_environment
 
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
-    return env.from_string(PROMPT).render(clause=clause)
+    return str(prompt_environment().from_string(PROMPT).render(clause=clause))
 
 
 def read_rows(path: Path, wait_minutes: float = 40.0) -> list[dict[str, Any]]:

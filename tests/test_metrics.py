@@ -74,3 +74,16 @@ def test_unsupported_and_missing_files(tmp_path: Path) -> None:
         load_rows(tmp_path / "d.xlsx")
     with pytest.raises(DataError, match="not found"):
         load_rows(tmp_path / "none.jsonl")
+
+
+def test_digest_sees_every_byte(tmp_path: Path) -> None:
+    """Fingerprints key the result cache: two adapter files of the same size that differ only
+    in the middle must not share one (a head-and-tail hash would let them)."""
+    from evalkit.paths import digest_files
+
+    data = bytearray(5 << 20)
+    (tmp_path / "a.safetensors").write_bytes(bytes(data))
+    first = digest_files([tmp_path / "a.safetensors"])
+    data[len(data) // 2] = 1
+    (tmp_path / "a.safetensors").write_bytes(bytes(data))
+    assert digest_files([tmp_path / "a.safetensors"]) != first

@@ -3,7 +3,6 @@ switched by name, merged variants made by merging in place and unmerging after."
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import warnings
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from evalkit.errors import InputError, ModelLoadError
 from evalkit.models.engine import ChatPrompt, LogLikelihood, Progress, batches
 from evalkit.models.resolve import resolve_model
+from evalkit.paths import digest_files
 from evalkit.tasks.chat import end_of_turn, render_chat
 
 if TYPE_CHECKING:
@@ -24,20 +24,6 @@ log = logging.getLogger(__name__)
 ROLLING_WINDOW = 1024
 # ~1.6 GB of fp32 logits for a 49k vocabulary
 TOKEN_BUDGET = 8192
-
-
-def _digest_files(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.name.encode())
-        size = p.stat().st_size
-        h.update(str(size).encode())
-        with p.open("rb") as f:  # large weight files: head and tail are identity enough
-            h.update(f.read(1 << 20))
-            if size > 2 << 20:
-                f.seek(size - (1 << 20))
-                h.update(f.read())
-    return h.hexdigest()[:16]
 
 
 class HFEngine:
@@ -88,7 +74,7 @@ class HFEngine:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._base_fp = (
-            _digest_files(
+            digest_files(
                 [
                     p
                     for p in Path(resolved.source).glob("*")
@@ -131,7 +117,7 @@ class HFEngine:
                 self.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
         except Exception as exc:  # peft raises many kinds for a mismatched adapter
             raise ModelLoadError(f"could not load adapter '{name}' from {path}: {exc}") from None
-        self._adapter_fp[name] = _digest_files(weights)
+        self._adapter_fp[name] = digest_files(weights)
         self.model.eval()
 
     def fingerprint(self, variant: str) -> str:

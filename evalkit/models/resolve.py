@@ -10,7 +10,6 @@ Accepted forms:
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.errors import InputError, ModelLoadError
-from evalkit.paths import cache_dir
+from evalkit.paths import cache_dir, digest_files
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +88,6 @@ def resolve_model(spec: str, *, relative_to: Path | None = None) -> ResolvedMode
     )
 
 
-def _file_digest(path: Path) -> str:
-    """A cheap identity for a large file: size, and a hash of its first and last MiB."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        h.update(f.read(1 << 20))
-    return h.hexdigest()[:16]
-
-
 def convert_gguf(gguf: Path) -> Path:
     """Convert a GGUF file once to a safetensors model directory in the cache.
 
@@ -108,7 +96,7 @@ def convert_gguf(gguf: Path) -> Path:
     still carries the gguf quantization_config, so a fresh model is built from the
     config without it and given the de-quantized state dict.
     """
-    digest = _file_digest(gguf)
+    digest = digest_files([gguf])
     target = cache_dir() / "models" / f"{gguf.stem}-{digest}"
     if (target / _CONVERTED_MARKER).exists():
         return target
