@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import InputError
+from evalkit.errors import EvalkitError, InputError
 from evalkit.report._fmt import to_jsonable
 from evalkit.report.html import render_html
 from evalkit.report.junit import render_junit
@@ -37,6 +37,10 @@ SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 
 RESULTS_JSON = "results.json"
 OUTPUT_NAMES = (RESULTS_JSON, "report.html", "junit.xml", "summary.md")
+
+
+class ReportError(EvalkitError):
+    """A view (HTML, JUnit, summary) failed to render; results.json is already on disk."""
 
 
 def render_results_json(results: Mapping[str, Any]) -> str:
@@ -66,24 +70,33 @@ def _atomic_write(path: Path, text: str) -> None:
 def write_outputs(results: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """Write results.json, report.html, junit.xml and summary.md into ``out_dir``.
 
-    Every output is rendered before any is written, so a rendering error writes nothing;
-    each file goes to a temp file in ``out_dir`` and is renamed into place, so an
-    interrupted write never leaves a half file. Returns name -> path.
+    results.json is written first: it holds every figure, and the other three are views of
+    it, so a view that fails to render costs nothing `evalkit report RUN_DIR` cannot redo.
+    Each view is rendered before any is written; each file goes to a temp file in
+    ``out_dir`` and is renamed into place, so an interrupted write never leaves a half file.
+    Returns name -> path.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = to_jsonable(results)
-    texts = {
-        RESULTS_JSON: render_results_json(clean),
-        "report.html": render_html(clean),
-        "junit.xml": render_junit(clean),
-        "summary.md": render_summary(clean),
-    }
-    written: dict[str, Path] = {}
-    for name in OUTPUT_NAMES:
-        path = out_dir / name
-        _atomic_write(path, texts[name])
-        written[name] = path
+    written = {RESULTS_JSON: out_dir / RESULTS_JSON}
+    _atomic_write(written[RESULTS_JSON], render_results_json(clean))
+    try:
+        views = {
+            "report.html": render_html(clean, clean=True),
+            "junit.xml": render_junit(clean),
+            "summary.md": render_summary(clean),
+        }
+    except Exception as exc:
+        raise ReportError(
+            f"{out_dir}: results.json was written, but the report could not be rendered: "
+            f"{type(exc).__name__}: {exc}",
+            hint=f"Fix the cause, then `evalkit report {out_dir}` renders it again "
+            "without recomputing anything.",
+        ) from exc
+    for name, text in views.items():
+        written[name] = out_dir / name
+        _atomic_write(written[name], text)
     return written
 
 

@@ -1,24 +1,31 @@
-"""report.html: one self-contained page (inline CSS and JS, no external resources).
+"""report.html: one self-contained page (inline CSS, JS and SVG; no external resources).
 
 The page is rendered by Jinja2 with autoescaping on, from a "view" built here: every
 string a template prints is plain data that Jinja escapes, and numbers arrive already
-formatted. Nothing from the results is ever marked safe.
+formatted. Nothing from the results is ever marked safe: the only markup passed through
+unescaped is this package's own CSS and JS files.
+
+The verdict, the result matrix and the charts are server-rendered HTML and SVG, so they
+read without script. The per-example tables are data (``_samples``) rendered page by page
+by ``templates/_report.js`` with ``textContent`` only. The Content-Security-Policy allows
+exactly the page's own inline script and style, by their sha256 hashes, and nothing else:
+no network, no other script, no inline event handlers.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 from functools import lru_cache
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from evalkit.report import _charts, _samples, _sections
 from evalkit.report import _fmt as f
 
 if TYPE_CHECKING:
     import jinja2
-
-SAMPLE_CAP = 200  # examples rendered per task; the rest stay in results.json
-TEXT_CAP = 20_000  # characters shown of one prompt, reference or output
-CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:"
 
 Row = dict[str, Any]
 
@@ -36,15 +43,30 @@ def _env() -> jinja2.Environment:
     )
 
 
+@lru_cache(maxsize=4)
+def _asset(name: str) -> str:
+    text = resources.files("evalkit.report").joinpath("templates", name).read_text("utf-8")
+    closing = "</script" if name.endswith(".js") else "</style"
+    for bad in (closing, "<!--"):  # would end the inline element early, or confuse its end
+        if bad in text.lower():
+            raise ValueError(f"templates/{name} must not contain {bad!r}")
+    return text
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def csp(script: str, style: str) -> str:
+    """The page's policy: its own inline script and style (by hash) and nothing else."""
+    return (
+        f"default-src 'none'; script-src {_sha256(script)}; style-src {_sha256(style)}; "
+        "img-src data:; base-uri 'none'; form-action 'none'"
+    )
+
+
 def _s(x: Any) -> str:
     return "" if x is None else str(x)
-
-
-def _clip(x: Any) -> str:
-    text = _s(x)
-    if len(text) <= TEXT_CAP:
-        return text
-    return text[:TEXT_CAP] + f"\n… [{len(text) - TEXT_CAP} more characters in results.json]"
 
 
 def _task_names(results: Mapping[str, Any]) -> list[str]:
@@ -61,6 +83,8 @@ def _gates(results: Mapping[str, Any]) -> list[Row]:
         severity = _s(g.get("severity") or "error")
         passed = bool(g.get("passed"))
         status = "passed" if passed else ("warned" if severity == "warning" else "failed")
+        if g.get("inconclusive"):  # a gate on a judge that failed its calibration
+            status = "inconclusive"
         rows.append(
             {
                 "name": _s(g.get("name")),
@@ -118,6 +142,8 @@ def _glance(results: Mapping[str, Any], base: str) -> list[Row]:
             continue
         counts = dict.fromkeys(f.VERDICTS, 0)
         for c in results.get("comparisons") or []:
+            if c.get("baseline", base) != base:  # against an earlier run: shown on its own
+                continue
             if c.get("variant") == name and c.get("verdict") in counts:
                 counts[c["verdict"]] += 1
         checks = [c for c in results.get("integrity") or [] if c.get("variant") == name]
@@ -207,65 +233,12 @@ def _matrix(
     return out
 
 
-def _samples(
-    task: str,
-    samples: list[Mapping[str, Any]],
-    variants: list[str],
-    base: str,
-    meta: Mapping[tuple[str, str], Row],
-) -> Row:
-    """The examples rendered for a task: changed outcomes first, up to SAMPLE_CAP."""
-    flagged = [(i, s, f.changed_outcome(s, base)) for i, s in enumerate(samples)]
-    changed = [x for x in flagged if x[2]]
-    room = max(0, SAMPLE_CAP - len(changed))
-    chosen = changed[:SAMPLE_CAP] + [x for x in flagged if not x[2]][:room]
-    chosen.sort(key=lambda x: x[0])
-    items = []
-    for _, s, is_changed in chosen:
-        scores = s.get("scores") or {}
-        base_scores = scores.get(base) or {}
-        outputs = s.get("outputs") or {}
-        cols = []
-        for v in variants:
-            vs = scores.get(v) or {}
-            marks = []
-            for metric, value in vs.items():
-                cls = ""
-                if v != base and f.scores_differ(value, base_scores.get(metric)):
-                    hib = (meta.get((task, _s(metric))) or {}).get("higher_is_better", True)
-                    other = base_scores.get(metric)
-                    better = (
-                        not f.is_missing(value)
-                        and not f.is_missing(other)
-                        and (value > other) == bool(hib)
-                    )
-                    cls = "" if hib is None else ("up" if better else "down")
-                marks.append({"metric": _s(metric), "value": f.fmt_score(value), "cls": cls})
-            out = outputs.get(v)
-            cols.append(
-                {"variant": v, "has_output": out is not None, "text": _clip(out), "scores": marks}
-            )
-        items.append(
-            {
-                "id": _s(s.get("id")),
-                "prompt": _clip(s.get("prompt")),
-                "reference": None if s.get("reference") is None else _clip(s.get("reference")),
-                "changed": is_changed,
-                "outputs": cols,
-            }
-        )
-    return {
-        "total": len(samples),
-        "shown": len(items),
-        "hidden": len(samples) - len(items),
-        "changed": len(changed),
-        "examples": items,
-    }
+def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
+    """Everything the template prints, as plain strings, numbers, booleans and lists.
 
-
-def build_view(results: Mapping[str, Any]) -> Row:
-    """Everything the template prints, as plain strings, booleans and lists."""
-    results = f.to_jsonable(results)
+    ``clean``: the caller already passed ``results`` through ``to_jsonable``.
+    """
+    results = results if clean else f.to_jsonable(results)
     base = f.base_variant(results)
     meta = f.metric_meta(results)
     variant_rows = list(results.get("variants") or [])
@@ -274,31 +247,40 @@ def build_view(results: Mapping[str, Any]) -> Row:
     run = results.get("run") or {}
     exit_code = results.get("exit_code")
     task_decl = {_s(t.get("name")): t for t in results.get("tasks") or []}
+    kinds = {name: _s(t.get("kind") or "golden") for name, t in task_decl.items()}
     by_task: dict[str, list[Mapping[str, Any]]] = {}
     for s in results.get("samples") or []:
         by_task.setdefault(_s(s.get("task")), []).append(s)
     matrix = _matrix(results, meta, variants, base)
-    tasks = []
+    tasks: list[Row] = []
+    payloads: list[Row] = []
     for i, name in enumerate(_task_names(results)):
         t = task_decl.get(name) or {}
+        sam = None
+        if by_task.get(name):
+            sam = _samples.task_payload(name, by_task[name], variants, base, meta)
+            sam["index"] = len(payloads)
+            payloads.append(sam.pop("payload"))
         tasks.append(
             {
                 "anchor": f"task-{i}",
                 "name": name,
-                "kind": _s(t.get("kind") or "golden"),
+                "kind": kinds.get(name, "golden"),
                 "description": _s(t.get("description")),
                 "n": _s(t.get("n")),
                 "rows": matrix.get(name, []),
-                "samples": _samples(name, by_task[name], variants, base, meta)
-                if by_task.get(name)
-                else None,
+                "samples": sam,
             }
         )
+    no_samples = [
+        t["name"] for t in tasks if t["samples"] is None and t["rows"] and t["kind"] == "probe"
+    ]
     gates = _gates(results)
     forgetting = _forgetting(results, meta)
     integrity = _integrity(results)
     raw_err = results.get("error")
     err: Mapping[str, Any] = raw_err if isinstance(raw_err, Mapping) else {}
+    encoding, page_data = _samples.encode({"base": base, "variants": variants, "tasks": payloads})
     return {
         "suite": {k: _s(suite.get(k)) for k in ("name", "path", "sha256", "text")},
         "base": {k: _s((results.get("base") or {}).get(k)) for k in ("model", "fingerprint")},
@@ -315,13 +297,17 @@ def build_view(results: Mapping[str, Any]) -> Row:
             "output_dir": _s(run.get("output_dir")),
         },
         "versions": [(_s(k), _s(v)) for k, v in (run.get("versions") or {}).items()],
+        "settings": _sections.flat_pairs(run["cache"], "cache") if run.get("cache") else [],
+        "fingerprints": _sections.flat_pairs(results.get("fingerprints") or {}),
+        "baseline": _sections.flat_pairs(results["baseline"]) if results.get("baseline") else [],
+        "baseline_rows": _sections.baseline_comparisons(results, meta, base),
         "overall": f.overall(exit_code),
         "exit_code": _s(exit_code),
         "exit_meaning": f.exit_meaning(exit_code),
         "error_message": _s(err.get("message")),
         "gates": gates,
         "gates_failed": sum(g["status"] == "failed" for g in gates),
-        "gates_warned": sum(g["status"] == "warned" for g in gates),
+        "gates_warned": sum(g["status"] in ("warned", "inconclusive") for g in gates),
         "forgetting": forgetting,
         "flagged": [r["variant"] for r in forgetting if r["flagged"]],
         "integrity": integrity,
@@ -330,15 +316,39 @@ def build_view(results: Mapping[str, Any]) -> Row:
         "warnings": [_s(w) for w in results.get("warnings") or []],
         "variants": [
             {k: _s(v.get(k)) for k in ("name", "kind", "adapter", "path", "fingerprint")}
+            | {"training": _sections.training(v)}
             for v in variant_rows
         ],
         "variant_names": variants,
         "tasks": tasks,
-        "sample_cap": SAMPLE_CAP,
-        "has_samples": any(t["samples"] for t in tasks),
+        "forest": _charts.forest(results, meta, kinds),
+        "histograms": _charts.histograms(results, meta, variants, base),
+        "no_samples": no_samples,
+        "sweep": _charts.sweep(results, meta, kinds),
+        "judges": _sections.judges(results),
+        "has_samples": bool(payloads),
+        "page_data": page_data,
+        "page_encoding": encoding,
     }
 
 
-def render_html(results: Mapping[str, Any]) -> str:
-    """report.html text."""
-    return _env().get_template("report.html.j2").render(v=build_view(results))
+def render_html(results: Mapping[str, Any], *, clean: bool = False) -> str:
+    """report.html text (``clean``: ``results`` already went through ``to_jsonable``)."""
+    import markupsafe
+
+    script, style = _asset("_report.js"), _asset("_report.css")
+    view = build_view(results, clean=clean)
+    # JSON with no < > & left (see _samples.safe_json), or base64: nothing that is markup
+    view["page_data"] = markupsafe.Markup(view["page_data"])
+    return (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            v=view,
+            csp=markupsafe.Markup(csp(script, style)),  # our own text: hashes, no data
+            # Our own files, checked by _asset not to close their element: the only markup
+            # that is not escaped. page_data is JSON escaped by _samples.safe_json.
+            script=markupsafe.Markup(script),
+            style=markupsafe.Markup(style),
+        )
+    )

@@ -141,9 +141,15 @@ def _comparison_rows(
         priority = {"regressed": 0, "improved": 1}.get(verdict, 2)
         values = f"{f.fmt_value(c.get('base_value'), unit)} → {f.fmt_value(c.get('value'), unit)}"
         delta = f.fmt_delta_ci(c.get("delta"), c.get("ci_low"), c.get("ci_high"), kind, unit)
+        # the smallest effect this comparison could detect, next to its margin: an
+        # "inconclusive" with an mde above the margin is a probe too small to tell
+        mde = f.fmt_margin(c.get("mde"), kind, unit).replace("±", "")
+        margin = f.fmt_margin(c.get("margin"), kind, unit)
+        against = str(c.get("baseline") or "base")
+        variant = str(c.get("variant")) + ("" if against == "base" else f" vs {against}")
         row = (
-            f"| {md(task)} | {md(label)} | {md(c.get('variant'))} | {values} | {delta} "
-            f"| {_VERDICT_ICON.get(verdict, '')} {md(verdict)} |"
+            f"| {md(task)} | {md(label)} | {md(variant)} | {values} | {delta} "
+            f"| {margin} | {mde} | {_VERDICT_ICON.get(verdict, '')} {md(verdict)} |"
         )
         rows.append((priority, row))
     return rows
@@ -169,10 +175,10 @@ def _comparisons(rows: list[tuple[int, str]], keep: int, max_bytes: int) -> str:
 
 
 _COMP_HEAD = [
-    "## Comparisons vs base",
+    "## Comparisons (vs base unless a baseline run is named)",
     "",
-    "| Task | Metric | Variant | Base → value | Δ [95% CI] | Verdict |",
-    "|---|---|---|---:|---:|---|",
+    "| Task | Metric | Variant | Base → value | Δ [95% CI] | Margin | MDE | Verdict |",
+    "|---|---|---|---:|---:|---:|---:|---|",
 ]
 
 
