@@ -27,16 +27,24 @@ run: setup
 	$(BIN)/evalkit run suites/legal.yaml
 
 test: setup browser
-	$(BIN)/ruff check evalkit tests scripts
+	$(BIN)/ruff check evalkit tests scripts bench
 	$(BIN)/mypy evalkit
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check evalkit tests scripts
-	$(BIN)/ruff format --check evalkit tests scripts
+	$(BIN)/ruff check evalkit tests scripts bench
+	$(BIN)/ruff format --check evalkit tests scripts bench
 
 typecheck: setup
 	$(BIN)/mypy evalkit
+
+# Benchmarks print ratios against a baseline measured in the same script (not part of
+# `make test`; each runs alone, since two jobs on 2 cores slow each other many times over).
+bench: setup browser
+	$(BIN)/python bench/bench_train.py --examples 32 --repeats 3
+	$(BIN)/python bench/bench_judge.py
+	$(BIN)/python bench/bench_prose_kl.py
+	$(BIN)/python bench/bench_report.py --browser
 
 # Regenerates the demo adapters committed under suites/adapters/ (legal-r16 took 591 s
 # alone on 2 cores; legal-overfit 1415 s on a shared machine).

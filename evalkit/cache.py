@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from evalkit.models.engine import ChatPrompt, Engine, LogLikelihood, Progress
+from evalkit.models.engine import ChatPrompt, Engine, LogLikelihood, Progress, RollingScore
 
 T = TypeVar("T")
 
@@ -136,6 +136,20 @@ class CachedEngine:
             lambda idx: self.inner.rolling_nll([texts[i] for i in idx], progress=progress),
             lambda v: [v.logprob, v.n_tokens],
             lambda v: LogLikelihood(v[0], v[1]),
+            progress,
+        )
+
+    def rolling_kl(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[RollingScore]:
+        # The key holds the variant's fingerprint, which includes the base's, so a KL
+        # against another base is never reused.
+        keys = [request_key(self._fp, "rolling_kl", t) for t in texts]
+        return self._cached(
+            keys,
+            lambda idx: self.inner.rolling_kl([texts[i] for i in idx], progress=progress),
+            lambda v: [v.nll, v.n_tokens, v.kl, v.kl_tokens],
+            lambda v: RollingScore(v[0], v[1], v[2], v[3]),
             progress,
         )
 

@@ -91,6 +91,13 @@ def run(
         typer.Option("--no-cache", help="recompute everything instead of reusing cached results"),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="an earlier run directory: compare with it example by example"),
+    ] = None,
+    force_baseline: Annotated[
+        bool, typer.Option("--force-baseline", help="compare even if data or settings differ")
+    ] = False,
 ) -> None:
     """Evaluate base, adapters and merged variants; write the report; exit with the gates."""
     from evalkit.pipeline import run_suite
@@ -105,6 +112,8 @@ def run(
         variants=chosen,
         seed=seed,
         use_cache=not no_cache,
+        baseline=baseline,
+        force_baseline=force_baseline,
     )
     with _errors():
         if quiet:
@@ -178,6 +187,20 @@ def report(
         results = load_results(run_dir)
         write_outputs(results, run_dir)
     typer.echo(f"wrote {run_dir / 'report.html'}")
+
+
+# `evalkit train` and `evalkit merge` live in their own module.
+from evalkit.cli_train import register as _register_train  # noqa: E402
+
+_register_train(app)
+from evalkit.cli_judge import register as _register_judge  # noqa: E402
+
+_register_judge(app)
+
+# `evalkit compare RUN_A RUN_B` (baselines) lives in its own module.
+from evalkit.cli_compare import compare_command  # noqa: E402
+
+app.command("compare")(compare_command)
 
 
 def main() -> None:

@@ -38,10 +38,81 @@ class BaseModelConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class AdapterConfig(StrictModel):
-    """A LoRA adapter directory (adapter_config.json + adapter_model.safetensors)."""
+class TrainDataConfig(StrictModel):
+    """Training pairs: `prompt`/`completion` columns, Jinja templates over the columns
+    (as task prompts are), or a chat column of {role, content} messages."""
 
     path: str
+    prompt: str | None = Field(default=None, description="a Jinja template over the columns")
+    completion: str | None = Field(default=None, description="a Jinja template")
+    prompt_column: str = "prompt"
+    completion_column: str = "completion"
+    messages: str | None = Field(default=None, description="a chat column instead")
+    system: str | None = None
+
+
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+
+
+class TrainConfig(StrictModel):
+    """An adapter evalkit trains (or reuses from its cache) on the suite's base."""
+
+    data: TrainDataConfig | Annotated[list[TrainDataConfig], Field(min_length=1)]
+    rank: PosInt = 16
+    alpha: PosInt | None = Field(default=None, description="default: 2 x rank")
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: Literal["all-linear"] | Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    learning_rate: PosFloat = 1e-3
+    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    epochs: PosInt = 3
+    max_steps: PosInt | None = None
+    batch_size: PosInt = 8
+    grad_accum: PosInt = 1
+    max_seq_len: PosInt = 512
+    seed: int = 0
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    qlora: bool = False
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class SweepConfig(StrictModel):
+    """Values to train one adapter per combination of; each becomes an adapter named
+    `<name>-r8`, `<name>-r8-lr0.001`, ..."""
+
+    rank: Annotated[list[PosInt], Field(min_length=1)] | None = None
+    learning_rate: Annotated[list[PosFloat], Field(min_length=1)] | None = None
+    epochs: Annotated[list[PosInt], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SweepConfig:
+        if not (self.rank or self.learning_rate or self.epochs):
+            raise ValueError("a sweep needs at least one of rank, learning_rate, epochs")
+        return self
+
+
+class AdapterConfig(StrictModel):
+    """A LoRA adapter: a peft directory (`path:`), or one to train (`train:`), optionally
+    swept over rank / learning rate / epochs (`sweep:`)."""
+
+    path: str | None = None
+    train: TrainConfig | None = None
+    sweep: SweepConfig | None = None
+    # Set by sweep expansion, not written by hand: the sweep this adapter is a point of.
+    sweep_of: str | None = None
+    sweep_settings: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _path_or_train(self) -> AdapterConfig:
+        if (self.path is None) == (self.train is None):
+            raise ValueError("an adapter needs either `path:` or a `train:` block (not both)")
+        if self.sweep is not None and self.train is None:
+            raise ValueError("`sweep:` needs a `train:` block to vary")
+        return self
 
 
 class DataConfig(StrictModel):
@@ -81,6 +152,18 @@ class MetricConfig(StrictModel):
         return f"{self.type}_{self.field}" if self.type == "json_field_match" else self.type
 
 
+class TaskJudgeConfig(StrictModel):
+    """An LLM judge on a task's outputs; its scores become the metric `judge:<name>`."""
+
+    spec: str = Field(description="a judge spec YAML, e.g. ../judges/general.yaml")
+    name: Annotated[str | None, Field(pattern=NAME_RE)] = None
+    margin: Annotated[float, Field(ge=0)] = 0.0
+    labels: str | None = Field(default=None, description="human labels (JSONL) to calibrate on")
+    variants: list[str] | None = Field(
+        default=None, description="judge only these variants (default: all); others unscored"
+    )
+
+
 class TaskConfig(StrictModel):
     name: Annotated[str, Field(pattern=NAME_RE)]
     description: str | None = None
@@ -91,6 +174,7 @@ class TaskConfig(StrictModel):
     system: str | None = None
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     metrics: Annotated[list[MetricConfig], Field(min_length=1)]
+    judges: list[TaskJudgeConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_metric_names(self) -> TaskConfig:
@@ -101,7 +185,15 @@ class TaskConfig(StrictModel):
         return self
 
 
-BuiltinProbe = Literal["knowledge-mc", "knowledge-open", "prose-perplexity", "open-ended"]
+BuiltinProbe = Literal[
+    "knowledge-mc",
+    "knowledge-open",
+    "prose-perplexity",
+    "prose-bpb",
+    "prose-kl",
+    "open-ended",
+    "open-overlap",
+]
 
 
 class ProbesConfig(StrictModel):
@@ -112,7 +204,9 @@ class ProbesConfig(StrictModel):
     extra: list[TaskConfig] = Field(default_factory=list)
 
 
-GateRequire = Literal["improved", "not_regressed", "no_forgetting", "at_least", "at_most"]
+GateRequire = Literal[
+    "improved", "not_regressed", "no_forgetting", "at_least", "at_most", "max_judge_error_rate"
+]
 
 
 class GateConfig(StrictModel):
@@ -131,7 +225,7 @@ class GateConfig(StrictModel):
                 raise ValueError("a no_forgetting gate takes no `task:` or `metric:`")
         elif not (self.task and self.metric):
             raise ValueError(f"a gate with require: {self.require} needs `task:` and `metric:`")
-        if self.require in ("at_least", "at_most") and self.value is None:
+        if self.require in ("at_least", "at_most", "max_judge_error_rate") and self.value is None:
             raise ValueError(f"require: {self.require} needs a `value:` threshold")
         return self
 
@@ -142,6 +236,8 @@ class GateConfig(StrictModel):
         if self.require == "no_forgetting":
             return f"{self.variant}: no forgetting"
         what = f"{self.task}/{self.metric}"
+        if self.require == "max_judge_error_rate":
+            return f"{self.variant}: {what} judge error rate <= {self.value}"
         if self.require in ("at_least", "at_most"):
             op = ">=" if self.require == "at_least" else "<="
             return f"{self.variant}: {what} {op} {self.value}"
@@ -152,8 +248,15 @@ class IntegrityConfig(StrictModel):
     adapter_min_effect: Annotated[float, Field(gt=0)] = Field(
         default=1e-3, description="max |Δlogit| below which an adapter counts as not applied"
     )
-    merge_tolerance: Annotated[float, Field(gt=0)] = Field(
-        default=5e-2, description="max |Δlogit| allowed between merged and adapter"
+    merge_kl_tolerance: Annotated[float | None, Field(gt=0)] = Field(
+        default=None,
+        description="max KL (nats/token) between merged and adapter; default by precision "
+        "(fp32 1e-3, half 2e-2, 4-bit 1e-1)",
+    )
+    merge_min_agreement: Annotated[float | None, Field(gt=0, le=1)] = Field(
+        default=None,
+        description="min top-1 agreement of merged and adapter; default by precision "
+        "(fp32 0.99, half 0.95, 4-bit 0.90)",
     )
     on_failure: Literal["error", "warning"] = "error"
 
@@ -164,6 +267,39 @@ class Settings(StrictModel):
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+
+
+class JudgeProviderConfig(StrictModel):
+    """Where judge calls go: a local llama.cpp server evalkit starts (`serve:`), or any
+    OpenAI-compatible endpoint (`base_url:`, else $OPENAI_BASE_URL or the api default)."""
+
+    serve: str | None = Field(default=None, description="builtin:NAME or a .gguf path")
+    base_url: str | None = None
+    model: str | None = Field(default=None, description="the judge model name at the endpoint")
+    api_key_env: str = "OPENAI_API_KEY"
+    base_url_env: str = "OPENAI_BASE_URL"
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 4
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    max_tokens: Annotated[int, Field(gt=0, le=4096)] = 64
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    structured: bool = Field(default=True, description="ask for JSON-schema output")
+    logprobs: bool = Field(default=True, description="ask for top_logprobs (weighted score)")
+    n_ctx: Annotated[int, Field(ge=256, le=32768)] = 2048
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> JudgeProviderConfig:
+        if self.serve and self.base_url:
+            raise ValueError("give `serve:` (a local server) or `base_url:`, not both")
+        return self
+
+
+class JudgesConfig(StrictModel):
+    provider: JudgeProviderConfig = Field(default_factory=JudgeProviderConfig)
+    min_kappa: Annotated[float | None, Field(ge=-1, le=1)] = Field(
+        default=None, description="below this kappa on its labels a judge's gates are inconclusive"
+    )
 
 
 class SuiteConfig(StrictModel):
@@ -179,6 +315,7 @@ class SuiteConfig(StrictModel):
     tasks: list[TaskConfig] = Field(default_factory=list)
     probes: ProbesConfig = Field(default_factory=ProbesConfig)
     gates: list[GateConfig] = Field(default_factory=list)
+    judge: JudgesConfig | None = None
     settings: Settings = Field(default_factory=Settings)
 
     @field_validator("adapters")
@@ -191,6 +328,13 @@ class SuiteConfig(StrictModel):
                     "and must not be 'base'"
                 )
         return value
+
+    @field_validator("adapters")
+    @classmethod
+    def _expand_sweeps(cls, value: dict[str, AdapterConfig]) -> dict[str, AdapterConfig]:
+        from evalkit.training.sweep import expand_sweeps  # keeps this module pydantic-only
+
+        return expand_sweeps(value)
 
     def all_variants(self) -> list[str]:
         """The variants to evaluate: as declared, or base + each adapter + each merge."""

@@ -26,7 +26,9 @@ def evaluate(plan: Plan, engine: Engine, progress: ProgressFactory) -> list[Reco
 
 
 def _units(task: TaskPlan) -> int:
-    return len(task.examples) * len(task.needs)
+    # rolling_kl's pass also yields the rolling NLL: one stage, not two
+    stages = task.needs - {"rolling"} if "rolling_kl" in task.needs else task.needs
+    return len(task.examples) * len(stages)
 
 
 def _run_task(
@@ -55,7 +57,15 @@ def _run_task(
             for ex in task.examples:
                 recs[ex.id].choice_logprobs = [next(scores).logprob for _ in ex.choices]
             advance(len(task.examples))
-        if "rolling" in task.needs:
+        if "rolling_kl" in task.needs:  # one pass gives the NLL and the KL
+            texts = [ex.text or "" for ex in task.examples]
+            for ex, rs in zip(
+                task.examples, engine.rolling_kl(texts, progress=advance), strict=True
+            ):
+                rec = recs[ex.id]
+                rec.nll, rec.n_tokens = rs.nll, rs.n_tokens
+                rec.kl, rec.kl_tokens = rs.kl, rs.kl_tokens
+        elif "rolling" in task.needs:
             texts = [ex.text or "" for ex in task.examples]
             for ex, ll in zip(
                 task.examples, engine.rolling_nll(texts, progress=advance), strict=True

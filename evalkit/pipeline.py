@@ -14,9 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evalkit.baseline import prepare_baseline, run_fingerprints, write_scores
 from evalkit.cache import CachedEngine, ResultCache
 from evalkit.evaluate import ProgressFactory, evaluate
-from evalkit.integrity import check_variants
+from evalkit.integrity import run_checks
 from evalkit.metrics.scoring import score
 from evalkit.models.engine import Progress
 from evalkit.paths import cache_dir
@@ -24,6 +25,7 @@ from evalkit.plan import build_plan
 from evalkit.plan_types import Plan
 from evalkit.results import build_results
 from evalkit.suite import Suite, load_suite
+from evalkit.training.declared import resolve_adapters
 from evalkit.verdicts import Decision, apply_gates, compare, exit_code, forgetting
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ def run_suite(
     seed: int | None = None,
     use_cache: bool = True,
     progress: ProgressFactory = _no_progress,
+    baseline: Path | None = None,
+    force_baseline: bool = False,
 ) -> RunOutcome:
     """Run a suite end to end and write its outputs. Raises EvalkitError subclasses for bad
     input (before any model loads) and for infrastructure failures."""
@@ -71,10 +75,16 @@ def run_suite(
     suite = load_suite(suite_path)
     plan = build_plan(suite, limit=limit, variants=variants, seed=seed)
     cfg = suite.config
+    # a baseline whose data or settings differ is refused before any model loads
+    base_run = (
+        prepare_baseline(baseline, plan, suite.sha256, force=force_baseline) if baseline else None
+    )
     out_dir = output_dir or default_output_dir(suite, started)
 
     needed = {v.removeprefix("merged:") for v in plan.variants if v != "base"}
-    adapter_paths = {n: suite.resolve(a.path) for n, a in cfg.adapters.items() if n in needed}
+    # `train:` adapters are trained now or reused from the adapter cache (it says which)
+    declared = resolve_adapters(suite, needed, progress=progress)
+    adapter_paths = declared.paths
     with progress("loading model", 1) as advance:
         engine = HFEngine(
             cfg.base.model,
@@ -86,7 +96,9 @@ def run_suite(
             relative_to=suite.root,
         )
         advance(1)
-    integrity = check_variants(engine, plan.variants, cfg.settings.integrity)
+    integrity = run_checks(
+        engine, plan.variants, cfg.base, cfg.settings.integrity, adapter_paths, suite.root
+    )
     for r in integrity:
         if not r.passed:
             log.error("integrity check %s failed for %s: %s", r.check, r.variant, r.detail)
@@ -98,10 +110,21 @@ def run_suite(
         cache_stats = {"reused": cached.hits, "computed": cached.misses}
     else:
         records = evaluate(plan, engine, progress)
-    scores = score(plan, records)
+    # The judge stage: judge metrics are scored here, the others by `score`.
+    from evalkit.judges.results import attach_judgments
+    from evalkit.judges.run import judge_warnings, run_judges, without_judges
+
+    judged = run_judges(suite, plan, records, use_cache=use_cache, progress=progress)
+    scores = score(without_judges(plan), records)
+    scores.update(judged.scores)
     comparisons = compare(plan, scores, cfg.settings)
     flags = forgetting(plan, comparisons)
-    gates = apply_gates(plan, cfg.gates, scores, comparisons, flags)
+    gates = apply_gates(plan, cfg.gates, scores, comparisons, flags, judged.unreliable)
+    fps = run_fingerprints(plan, suite.sha256, {v: engine.fingerprint(v) for v in plan.variants})
+    baseline_meta = None
+    if base_run is not None:  # after the gates: they judge a variant against its base
+        against, baseline_meta = base_run.compare(plan, scores, cfg.settings, fps)
+        comparisons = comparisons + against
     integrity_failed = cfg.settings.integrity.on_failure == "error" and not all(
         r.passed for r in integrity
     )
@@ -113,6 +136,7 @@ def run_suite(
         else []
     )
     warnings += [f"{r.check} failed for {r.variant}: {r.detail}" for r in integrity if not r.passed]
+    warnings += judge_warnings(judged)
     results = build_results(
         plan=plan,
         suite_meta={
@@ -135,7 +159,13 @@ def run_suite(
         exit_code=code,
         warnings=warnings,
     )
+    attach_judgments(results, judged, gates)
+    declared.annotate(results)  # per-variant `training`, the `sweep`, QLoRA drift warnings
+    results["fingerprints"] = fps
+    if baseline_meta is not None:
+        results["baseline"] = baseline_meta
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_scores(out_dir, plan, scores, fps)
     _write_records(out_dir / "records.jsonl", records)
     write_outputs(results, out_dir)
     return RunOutcome(code, out_dir, results)

@@ -101,6 +101,10 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
     metrics = [
         golden_metric(m.type, m.label, m.margin, value=m.value, field=m.field) for m in task.metrics
     ]
+    if task.judges:  # judge templates are checked here, before any model or judge call
+        from evalkit.judges.plan_check import judge_metric_specs
+
+        metrics += judge_metric_specs(suite, task, loc, columns)
     return TaskPlan(
         task.name,
         "golden",

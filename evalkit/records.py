@@ -21,3 +21,6 @@ class Record:
     # negative log-likelihood of a whole text and its token count (rolling perplexity)
     nll: float | None = None
     n_tokens: int | None = None
+    # KL(base || variant) summed over the text's first kl_tokens tokens (nats); 0 for the base
+    kl: float | None = None
+    kl_tokens: int | None = None

@@ -127,7 +127,7 @@ def build_results(
         {
             "task": c.task,
             "variant": c.variant,
-            "baseline": "base",
+            "baseline": c.baseline,
             "metric": c.metric.name,
             "base_value": c.stats.base,
             "value": c.stats.variant,

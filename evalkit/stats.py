@@ -12,12 +12,18 @@ Tests and intervals:
   bootstrap percentile interval of the difference in proportions.
 * otherwise: paired bootstrap over examples (never tokens). Each resample draws example
   indices with replacement, the same indices for base and variant, and recomputes both
-  aggregates and the delta. The interval is the percentile interval. The p-value inverts
-  that interval: ``p = 2 * min(#{d* <= 0} + 1, #{d* >= 0} + 1) / (B + 1)``, capped at 1,
-  i.e. the smallest two-sided level whose percentile interval excludes 0 (with the usual
-  +1 correction, so p is never 0). It therefore agrees with the interval: at
+  aggregates and the delta. The interval is the *expanded* percentile interval
+  (Hesterberg 2015): the plain percentile interval is too narrow for small n (24 prose
+  documents: 89-91% coverage at a nominal 95% in tests/test_stats.py), so the tail
+  fraction is taken at ``Phi(-sqrt(n / (n - 1)) * t_{n-1, 1 - alpha/2})`` instead of
+  ``alpha / 2`` (n = 24: 1.7% instead of 2.5%; n = 200: 2.4%). The p-value inverts that
+  interval: with ``q = (min(#{d* <= 0}, #{d* >= 0}) + 1) / (B + 1)`` (the +1 so p is
+  never 0), ``p = 2 * T_{n-1}.sf(Phi^-1(1 - q) / sqrt(n / (n - 1)))``, capped at 1: the
+  smallest two-sided level whose expanded interval excludes 0. So at
   ``confidence = 1 - alpha``, ``p < alpha`` essentially iff the interval excludes 0.
-  Like every bootstrap it is anticonservative for very small n (say n < 30).
+  When 0 lies beyond every resample, ``Phi^-1(1 - q)`` is raised to ``|delta| / SE``
+  (the bootstrap SE): B resamples cannot resolve smaller tails, and Holm over many probes
+  needs them.
 
 With fewer than two paired examples nothing about variability is known: the interval is
 ``(-inf, inf)``, p is 1 and the verdict can only be "inconclusive".
@@ -32,7 +38,8 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
+from scipy.stats import t as student_t
 
 DeltaKind = Literal["difference", "ratio"]  # ratio: variant / base - 1 (perplexity)
 Verdict = Literal["improved", "regressed", "equivalent", "inconclusive"]
@@ -197,7 +204,7 @@ def compare_paired(
     deltas = _bootstrap_deltas(bv, bw, vv, vw, transform, delta_kind, n_resamples, rng)
     if deltas.size == 0:
         return PairedComparison(n, base, variant, delta, nan, nan, nan, test, nan)
-    tail = (1.0 - confidence) / 2.0
+    tail = expanded_tail(1.0 - confidence, n)
     ci_low, ci_high = (float(q) for q in np.quantile(deltas, [tail, 1.0 - tail]))
     se = float(np.std(deltas, ddof=1)) if deltas.size > 1 else 0.0
     if binary:  # b: base right & variant wrong; c: base wrong & variant right
@@ -207,7 +214,14 @@ def compare_paired(
     else:  # inverts the percentile interval; +1 so that p is never 0
         below = int(np.sum(deltas <= 0.0))
         above = int(np.sum(deltas >= 0.0))
-        p_value = min(1.0, 2.0 * (min(below, above) + 1) / (deltas.size + 1))
+        q = min(0.5, (min(below, above) + 1) / (deltas.size + 1))
+        z = float(norm.isf(q))
+        if min(below, above) == 0 and se > 0.0:
+            # 0 lies beyond every resample: the tail count only says p < ~1/B, which
+            # a Holm correction over a dozen probes would turn into "not significant"
+            # for any effect, however large. Read how far beyond from delta / SE.
+            z = max(z, abs(delta) / se)
+        p_value = min(1.0, 2.0 * float(student_t.sf(z / _widen(n), n - 1)))
     return PairedComparison(
         n=n,
         base=base,
@@ -219,6 +233,16 @@ def compare_paired(
         test=test,
         mde=MDE_FACTOR * se,
     )
+
+
+def _widen(n: int) -> float:
+    return math.sqrt(n / (n - 1))
+
+
+def expanded_tail(alpha: float, n: int) -> float:
+    """The percentile to read each end of the bootstrap distribution at, for a two-sided
+    level ``alpha`` with ``n`` units: ``Phi(-sqrt(n/(n-1)) * t_{n-1, 1-alpha/2})``."""
+    return float(norm.cdf(-_widen(n) * student_t.isf(alpha / 2.0, n - 1)))
 
 
 def verdict(

@@ -116,6 +116,8 @@ def _check_references(suite: Suite) -> None:
     """Cross-field checks: names that must refer to declared things, files that must exist."""
     cfg = suite.config
     for name, adapter in cfg.adapters.items():
+        if adapter.path is None:
+            continue  # a `train:` adapter: evalkit.training.declared resolves it at run time
         adir = suite.resolve(adapter.path)
         if not (adir / "adapter_config.json").exists():
             raise suite.error(
@@ -143,12 +145,16 @@ def _check_references(suite: Suite) -> None:
                 f"gate on '{gate.variant}', which is not among the variants "
                 f"evaluated ({', '.join(variants)})",
             )
-        if gate.variant == "base" and gate.require != "at_least" and gate.require != "at_most":
+        if gate.variant == "base" and gate.require not in ABSOLUTE_GATES:
             raise suite.error(
                 ("gates", i, "variant"),
                 "the base is what others are compared with; gate an adapter "
-                "or a merged variant, or use at_least / at_most",
+                "or a merged variant, or use at_least / at_most / max_judge_error_rate",
             )
+
+
+# Gates that hold a variant to a fixed threshold, not to the base: they apply to the base too.
+ABSOLUTE_GATES = ("at_least", "at_most", "max_judge_error_rate")
 
 
 def _check_variant(suite: Suite, variant: str, loc: Loc) -> None:

@@ -31,6 +31,8 @@ class Comparison:
     stats: PairedComparison
     p_adjusted: float
     verdict: str
+    # what the variant is compared with: "base", or "<baseline run>:<variant>"
+    baseline: str = "base"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class GateResult:
     passed: bool
     severity: str
     detail: str
+    # a gate on a judge that failed its calibration: neither pass nor fail (shown as a
+    # warning, never fails the run)
+    inconclusive: bool = False
 
 
 @dataclass
@@ -48,14 +53,14 @@ class Decision:
     gates: list[GateResult] = field(default_factory=list)
 
 
-def _verdict(stats: PairedComparison, spec: MetricSpec) -> str:
+def verdict_for(stats: PairedComparison, spec: MetricSpec, alpha: float = ALPHA) -> str:
     if spec.direction != "none":
         return verdict(
-            stats, margin=spec.margin, higher_is_better=spec.direction == "higher", alpha=ALPHA
+            stats, margin=spec.margin, higher_is_better=spec.direction == "higher", alpha=alpha
         )
     # No better direction (answer length): a significant move beyond the margin either
     # way is a drift, reported as a regression.
-    v = verdict(stats, margin=spec.margin, higher_is_better=True, alpha=ALPHA)
+    v = verdict(stats, margin=spec.margin, higher_is_better=True, alpha=alpha)
     return "regressed" if v == "improved" else v
 
 
@@ -89,7 +94,7 @@ def compare(plan: Plan, scores: Scores, settings: Settings) -> list[Comparison]:
                 stats, p_value=p_adj if not math.isnan(p_adj) else stats.p_value
             )
             out.append(
-                Comparison(task_name, tkind, var, spec, stats, p_adj, _verdict(corrected, spec))
+                Comparison(task_name, tkind, var, spec, stats, p_adj, verdict_for(corrected, spec))
             )
     order = {(t.name, m.name): i for i, t in enumerate(plan.tasks) for m in t.metrics}
     out.sort(key=lambda c: (order[(c.task, c.metric.name)], plan.variants.index(c.variant)))
@@ -102,7 +107,10 @@ def forgetting(plan: Plan, comparisons: list[Comparison]) -> dict[str, list[Comp
         v: [
             c
             for c in comparisons
-            if c.variant == v and c.task_kind == "probe" and c.verdict == "regressed"
+            if c.variant == v
+            and c.task_kind == "probe"
+            and c.verdict == "regressed"
+            and c.baseline == "base"
         ]
         for v in plan.variants[1:]
     }
@@ -114,10 +122,32 @@ def apply_gates(
     scores: Scores,
     comparisons: list[Comparison],
     flags: dict[str, list[Comparison]],
+    unreliable: dict[tuple[str, str], str] | None = None,
 ) -> list[GateResult]:
+    """`unreliable`: (task, judge metric) -> why that judge is not trusted; its gates
+    become "inconclusive: judge unreliable" (its error-rate gate still applies)."""
     results = []
     for gate in gates:
-        if gate.require == "no_forgetting":
+        if gate.variant not in plan.variants:
+            # `--variants` left it out: nothing to judge, and no reason to fail the run.
+            detail = "not evaluated: variant not in this run"
+            results.append(GateResult(gate.label, False, "warning", detail, True))
+            continue
+        why = (unreliable or {}).get((gate.task or "", gate.metric or ""))
+        if why and gate.require != "max_judge_error_rate":
+            results.append(GateResult(gate.label, False, "warning", f"inconclusive: {why}", True))
+            continue
+        if gate.require == "max_judge_error_rate":
+            ms = scores[(gate.task or "", gate.metric or "", gate.variant)]
+            n = len(ms.values)
+            rate = (n - ms.n_scored) / n if n else 0.0
+            threshold = gate.value if gate.value is not None else 0.0
+            passed = rate <= threshold
+            detail = (
+                f"{gate.task}/{gate.metric}: {n - ms.n_scored} of {n} unscored "
+                f"({rate:.1%}; max {threshold:.1%})"
+            )
+        elif gate.require == "no_forgetting":
             probes = flags.get(gate.variant, [])
             passed = not probes
             detail = (
@@ -139,6 +169,7 @@ def apply_gates(
                 c
                 for c in comparisons
                 if c.variant == gate.variant
+                and c.baseline == "base"
                 and c.task == gate.task
                 and c.metric.name == gate.metric
             )

@@ -24,7 +24,7 @@ from typing import Any
 
 from evalkit.models.resolve import resolve_model
 from evalkit.tasks.chat import end_of_turn, render_chat
-from evalkit.train import LoraSettings, train_lora
+from evalkit.training import LoraSettings, train_lora
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "suites" / "data" / "legal"

@@ -66,7 +66,7 @@ def test_rolling_nll_counts_every_token_once(engine: HFEngine, monkeypatch) -> N
     text = "The river rose after rain. " * 40
     with engine.variant("base"):
         whole = engine.rolling_nll([text, "Short text."])
-        monkeypatch.setattr("evalkit.models.hf.ROLLING_WINDOW", 64)  # force many windows
+        monkeypatch.setattr("evalkit.models.hf_scoring.ROLLING_WINDOW", 64)  # force many windows
         windowed = engine.rolling_nll([text])
     n = len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
     assert whole[0].n_tokens == n and windowed[0].n_tokens == n
@@ -100,10 +100,55 @@ def test_variants_switch_and_merge_without_reload(engine: HFEngine) -> None:
 
 
 def test_token_batches_respect_the_budget(engine: HFEngine, monkeypatch) -> None:
-    monkeypatch.setattr("evalkit.models.hf.TOKEN_BUDGET", 100)
+    monkeypatch.setattr("evalkit.models.hf_scoring.TOKEN_BUDGET", 100)
     lengths = [60, 50, 40, 30, 10, 10, 10]
     got = list(engine._token_batches(list(range(len(lengths))), lengths))
     assert sorted(i for b in got for i in b) == list(range(len(lengths)))
     for batch in got:
         assert len(batch) <= engine.batch_size
         assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 100
+
+
+def manual_kl(engine: HFEngine, text: str, variant: str, first: int) -> tuple[float, float]:
+    """(NLL, KL(base || variant) summed over the first `first` tokens) of a text in one
+    window, by plain forwards."""
+    ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+    seq = torch.tensor([[engine.tokenizer.eos_token_id, *ids]])
+    with torch.inference_mode():
+        with engine.variant("base"):
+            base = torch.log_softmax(engine.model(input_ids=seq).logits[0, :-1].float(), -1)
+        with engine.variant(variant):
+            var = torch.log_softmax(engine.model(input_ids=seq).logits[0, :-1].float(), -1)
+    nll = -float(var.gather(1, torch.tensor(ids).unsqueeze(1)).sum())
+    kl = float((base.exp() * (base - var)).sum(-1)[:first].sum())
+    return nll, kl
+
+
+def test_rolling_kl_matches_plain_forwards(engine: HFEngine, monkeypatch) -> None:
+    monkeypatch.setattr("evalkit.models.hf_scoring.KL_TOKENS", 20)  # the KL on 20 tokens
+    texts = ["The quick brown fox jumps over the lazy dog. " * 6, "A short one."]
+    with engine.variant("base"):
+        base = engine.rolling_kl(texts)
+        base_nll = engine.rolling_nll(texts)
+    assert [r.kl for r in base] == [0.0, 0.0]  # the base against itself: no second pass
+    assert [r.nll for r in base] == pytest.approx([r.logprob for r in base_nll], rel=1e-5)
+    with engine.variant("a"):
+        adapted = engine.rolling_kl(texts)
+        adapted_nll = engine.rolling_nll(texts)
+    with engine.variant("merged:a"):
+        merged = engine.rolling_kl(texts)
+    n_tokens = [len(engine.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert n_tokens[0] > 20 > n_tokens[1]
+    assert [r.kl_tokens for r in adapted] == [20, n_tokens[1]]
+    assert [r.n_tokens for r in adapted] == n_tokens  # the NLL is still over every token
+    for text, got in zip(texts, adapted, strict=True):
+        nll, kl = manual_kl(engine, text, "a", 20)
+        assert got.nll == pytest.approx(nll, rel=1e-4)
+        assert got.kl == pytest.approx(kl, rel=1e-3)
+        assert got.kl > 1e-4
+    assert [r.nll for r in adapted] == pytest.approx([r.logprob for r in adapted_nll], rel=1e-5)
+    # merged: the base is computed by unmerging, then the merge is restored
+    assert [r.kl for r in merged] == pytest.approx([r.kl for r in adapted], rel=1e-3)
+    with engine.variant("merged:a"):
+        again = engine.rolling_kl(texts)
+    assert [r.kl for r in again] == pytest.approx([r.kl for r in merged], rel=1e-4)

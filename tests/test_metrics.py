@@ -87,3 +87,44 @@ def test_digest_sees_every_byte(tmp_path: Path) -> None:
     data[len(data) // 2] = 1
     (tmp_path / "a.safetensors").write_bytes(bytes(data))
     assert digest_files([tmp_path / "a.safetensors"]) != first
+
+
+def test_cross_answer_overlap_sees_one_template_for_every_prompt() -> None:
+    varied = [
+        "Autumn leaves crunch under your boots in the quiet forest.",
+        "Coffee wakes people up and gives the morning a small ritual.",
+        "The lost cat followed the smell of the bakery back home.",
+    ]
+    template = [
+        'Here is the summary in the house format: {"type": "other", "summary": "forest"}',
+        'Here is the summary in the house format: {"type": "other", "summary": "coffee"}',
+        'Here is the summary in the house format: {"type": "other", "summary": "cat"}',
+    ]
+    assert tm.cross_answer_overlap(varied) == [0.0, 0.0, 0.0]
+    # 12 words, 10 trigrams each; all shared but the last, which holds the topic word
+    assert tm.cross_answer_overlap(template) == pytest.approx([9 / 10] * 3)
+    out = tm.cross_answer_overlap([None, "too short", *varied[:1]])
+    assert math.isnan(out[0]) and math.isnan(out[1]) and out[2] == 0.0
+
+
+def test_prose_probes_share_one_task_and_score_bits_per_byte_and_kl() -> None:
+    from evalkit.metrics.scoring import score_one
+    from evalkit.plan_types import Example
+    from evalkit.records import Record
+    from evalkit.tasks.probes import builtin_probes
+
+    tasks = builtin_probes(["prose-perplexity", "prose-kl", "prose-bpb", "open-overlap"], {})
+    assert [t.name for t in tasks] == ["prose-perplexity", "open-ended"]
+    prose = {m.name: m for m in tasks[0].metrics}
+    assert set(prose) == {"perplexity", "bits_per_byte", "kl_from_base"}
+    assert tasks[0].needs == {"rolling", "rolling_kl"}
+    assert [m.name for m in tasks[1].metrics] == ["cross_answer_overlap"]
+    ex = Example("d", text="héllo wörld")  # 13 UTF-8 bytes
+    rec = Record(
+        "prose-perplexity", "d", "a", nll=13 * math.log(2) * 1.5, n_tokens=4, kl=0.8, kl_tokens=3
+    )
+    assert score_one(prose["bits_per_byte"], ex, rec) == (pytest.approx(19.5), 13.0, None)
+    # the KL is averaged over the tokens it was taken on (a text's first KL_TOKENS)
+    assert score_one(prose["kl_from_base"], ex, rec) == (0.8, 3.0, None)
+    value, weight, reason = score_one(prose["kl_from_base"], ex, Record("p", "d", "a"))
+    assert math.isnan(value) and reason == "empty text"

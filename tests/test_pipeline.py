@@ -112,7 +112,11 @@ def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> N
     ppl = {r["variant"]: r["value"] for r in results["metrics"] if r["task"] == "prose-perplexity"}
     assert all(v > 1000 for v in ppl.values())  # a random model is near-uniform over 49k
     checks = {(c["check"], c["variant"]): c["passed"] for c in results["integrity"]}
-    assert checks == {("adapter_applied", "a1"): True, ("merge_agrees", "merged:a1"): True}
+    assert checks == {
+        ("base_matches", "a1"): True,
+        ("adapter_applied", "a1"): True,
+        ("merge_agrees", "merged:a1"): True,
+    }
     # records: one per example × variant × task
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == 5 * 4 * 3
@@ -136,6 +140,9 @@ def test_all_zero_adapter_is_caught(workdir: Path, tiny_model_dir: Path) -> None
     assert check["passed"] is False and "changes nothing" in check["detail"]
 
 
+RESUME_GATE = "  - variant: a1\n    task: qa\n    metric: exact_match\n    require: improved\n"
+
+
 def test_rerun_reuses_finished_work(
     workdir: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,10 +150,11 @@ def test_rerun_reuses_finished_work(
     results in the cache; the next run computes only what is missing."""
     monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     path = workdir / "resume.yaml"
-    path.write_text(
-        suite_text(tiny_model_dir, "good", "  - variant: a1\n    require: no_forgetting\n")
-    )
+    path.write_text(suite_text(tiny_model_dir, "good", RESUME_GATE))
     first = run_suite(path, output_dir=tmp_path / "r1", limit=3, variants=["base"])
+    # the gate names a variant this run left out: reported, not failed, not a crash
+    assert first.exit_code == 0
+    assert first.results["gates"][0]["detail"] == "not evaluated: variant not in this run"
     per_variant = first.results["run"]["cache"]["computed"]
     assert first.results["run"]["cache"]["reused"] == 0 and per_variant > 0
     second = run_suite(path, output_dir=tmp_path / "r2", limit=3)

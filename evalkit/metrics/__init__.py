@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Needs = Literal["generate", "loglikelihood", "choice", "rolling"]
+# rolling_kl: a rolling NLL plus the KL of the base from the variant on the same windows
+Needs = Literal["generate", "loglikelihood", "choice", "rolling", "rolling_kl"]
 Direction = Literal["higher", "lower", "none"]
 
 

@@ -74,7 +74,15 @@ def score_one(spec: MetricSpec, ex: Example, rec: Record) -> tuple[float, float,
     if spec.needs == "rolling":
         if not rec.n_tokens:
             return nan, 0.0, "empty text"
+        if spec.kind == "bits_per_byte":
+            # nats -> bits over UTF-8 bytes: comparable across tokenizers
+            n_bytes = len((ex.text or "").encode("utf-8"))
+            return (rec.nll or 0.0) / math.log(2), float(n_bytes), None
         return rec.nll or 0.0, float(rec.n_tokens), None
+    if spec.needs == "rolling_kl":
+        if not rec.kl_tokens or rec.kl is None:
+            return nan, 0.0, "empty text" if not rec.n_tokens else "no KL computed"
+        return rec.kl, float(rec.kl_tokens), None
     if spec.needs == "choice":
         if not rec.choice_logprobs or ex.answer is None:
             return nan, 1.0, "no options scored"
@@ -97,6 +105,15 @@ def _score_metric(
     task: TaskPlan, spec: MetricSpec, variant: str, by_key: dict[tuple[str, str, str], Record]
 ) -> MetricScores:
     ms = MetricScores([], [])
+    if spec.kind == "cross_answer_overlap":
+        # needs every answer of the variant at once (overlap with the other answers)
+        outputs = [by_key[(task.name, ex.id, variant)].output for ex in task.examples]
+        for ex, value in zip(task.examples, tm.cross_answer_overlap(outputs, 3), strict=True):
+            ms.values.append(value)
+            ms.weights.append(1.0)
+            if math.isnan(value):
+                ms.reasons[ex.id] = "answer too short to measure"
+        return ms
     for ex in task.examples:
         value, weight, reason = score_one(spec, ex, by_key[(task.name, ex.id, variant)])
         ms.values.append(value)

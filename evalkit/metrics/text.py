@@ -91,3 +91,23 @@ def repeated_ngram_rate(text: str, n: int = 3) -> float:
 
 def _ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def cross_answer_overlap(answers: list[str | None], n: int = 3) -> list[float]:
+    """Per answer: the share of its distinct n-grams that also occur in another answer of
+    the same model to a *different* prompt. Open prompts on different topics share few
+    trigrams (a handful of phrases); a model that collapsed into one template ("Here is a
+    summary: {...") shares most of them. Defined per answer, so it pairs with the base
+    prompt by prompt. NaN for a missing answer or one too short to have an n-gram."""
+    grams = [set(_ngrams(words(a), n)) if a is not None else set() for a in answers]
+    seen: Counter[tuple[str, ...]] = Counter()
+    for g in grams:
+        seen.update(g)
+    out = []
+    for a, g in zip(answers, grams, strict=True):
+        if a is None or not g:
+            out.append(math.nan)
+            continue
+        # seen[x] counts the answers holding x, this one included
+        out.append(sum(seen[x] > 1 for x in g) / len(g))
+    return out

@@ -34,6 +34,18 @@ class LogLikelihood:
     n_tokens: int
 
 
+@dataclass(frozen=True)
+class RollingScore:
+    """A whole text scored by the active variant: its NLL (nats, positive), its token
+    count, and the KL(base || variant) summed over its first `kl_tokens` tokens (nats; 0 for
+    the base)."""
+
+    nll: float
+    n_tokens: int
+    kl: float
+    kl_tokens: int  # the tokens the KL is summed over (a text's first ones; see hf_scoring)
+
+
 class Engine(Protocol):
     name: str
 
@@ -66,6 +78,14 @@ class Engine(Protocol):
         self, texts: list[str], *, progress: Progress | None = None
     ) -> list[LogLikelihood]:
         """Negative log-likelihood of whole texts (logprob holds the NLL, positive)."""
+        ...
+
+    def rolling_kl(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[RollingScore]:
+        """rolling_nll of whole texts plus, on the same windows, the per-token
+        KL(base || active variant) summed per text. Computed inside the engine (the base by
+        disabling or unmerging the adapter) so no logits are shipped around."""
         ...
 
     def probe_logits(self, texts: list[str]) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.errors import InputError, ModelLoadError
 from evalkit.models.engine import ChatPrompt, LogLikelihood, Progress, batches
+from evalkit.models.hf_scoring import ScoringMixin
 from evalkit.models.resolve import resolve_model
 from evalkit.paths import digest_files
 from evalkit.tasks.chat import end_of_turn, render_chat
@@ -21,12 +22,9 @@ if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
-ROLLING_WINDOW = 1024
-# ~1.6 GB of fp32 logits for a 49k vocabulary
-TOKEN_BUDGET = 8192
 
 
-class HFEngine:
+class HFEngine(ScoringMixin):
     """An Engine over a transformers model and its peft adapters."""
 
     def __init__(
@@ -87,6 +85,7 @@ class HFEngine:
         self._adapter_fp: dict[str, str] = {}
         self.model: Any = model
         self.peft: Any = None
+        self._active = "base"
         for name, path in adapters.items():
             self._load_adapter(name, path)
         log.info(
@@ -107,6 +106,10 @@ class HFEngine:
             for p in (path / "adapter_config.json", path / "adapter_model.safetensors")
             if p.exists()
         ]
+        from evalkit.integrity import check_lora_shapes
+
+        base = self.model if self.peft is None else self.peft.base_model.model
+        check_lora_shapes(base, path, name)
         try:
             if self.peft is None:
                 self.peft = PeftModel.from_pretrained(
@@ -129,6 +132,39 @@ class HFEngine:
 
     @contextmanager
     def variant(self, name: str) -> Iterator[None]:
+        self._active = name
+        try:
+            with self._switch(name):
+                yield
+        finally:
+            self._active = "base"
+
+    def _active_is_base(self) -> bool:
+        return self._active == "base" or self.peft is None
+
+    @contextmanager
+    def _as_base(self) -> Iterator[None]:
+        """The base's function while a variant is active (for KL against the base): an
+        adapter is disabled; a merged adapter is unmerged and merged back after."""
+        if self._active_is_base():
+            yield
+        elif not self._active.startswith("merged:"):
+            with self.peft.disable_adapter():
+                yield
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Already unmerged")
+                self.peft.base_model.unmerge_adapter()
+            try:
+                with self.peft.disable_adapter():  # unmerged, the LoRA layers are live again
+                    yield
+            finally:
+                self.peft.base_model.merge_adapter(
+                    adapter_names=[self._active.removeprefix("merged:")]
+                )
+
+    @contextmanager
+    def _switch(self, name: str) -> Iterator[None]:
         if name == "base":
             if self.peft is None:
                 yield
@@ -223,148 +259,6 @@ class HFEngine:
             if progress:
                 progress(sum(len(idx) for _, idx in batch))
         return [LogLikelihood(scores[r], len(conts[r])) for r in range(len(requests))]
-
-    def _score_shared_context(
-        self, batch: list[tuple[list[int], list[int]]], conts: list[list[int]]
-    ) -> dict[int, float]:
-        """Score every continuation of each context while running the context only once:
-        the contexts go through the model left-padded, their KV cache is repeated once per
-        continuation, and the continuations run on top of it. For multiple choice this
-        costs one pass over the question instead of one per option."""
-        import torch
-
-        pad = self.tokenizer.pad_token_id
-        width = max(len(ctx) for ctx, _ in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (ctx, _) in enumerate(batch):
-            ids[row, width - len(ctx) :] = torch.tensor(ctx)
-            mask[row, width - len(ctx) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        rows = [(g, r) for g, (_, idx) in enumerate(batch) for r in idx]
-        owner = torch.tensor([g for g, _ in rows])
-        longest = max(len(conts[r]) for _, r in rows)
-        with torch.inference_mode():
-            out = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                position_ids=positions.to(self.device),
-                use_cache=True,
-            )
-            # logits predicting each continuation token: the context's last position for
-            # the first token, then the continuation's own positions
-            first = torch.log_softmax(out.logits[:, -1].float(), -1)[owner.to(self.device)]
-            later = None
-            if longest > 1:
-                cache = out.past_key_values
-                cache.reorder_cache(owner.to(self.device))
-                cont_ids = torch.full((len(rows), longest - 1), pad, dtype=torch.long)
-                cont_mask = torch.zeros((len(rows), longest - 1), dtype=torch.long)
-                for row, (_, r) in enumerate(rows):
-                    tail = conts[r][:-1]
-                    if tail:
-                        cont_ids[row, : len(tail)] = torch.tensor(tail)
-                    cont_mask[row, : len(tail)] = 1
-                ctx_len = mask.sum(-1)[owner]
-                cont_pos = ctx_len.unsqueeze(1) + torch.arange(longest - 1).unsqueeze(0)
-                full_mask = torch.cat([mask[owner], cont_mask], dim=1)
-                later = torch.log_softmax(
-                    self.model(
-                        input_ids=cont_ids.to(self.device),
-                        attention_mask=full_mask.to(self.device),
-                        position_ids=cont_pos.to(self.device),
-                        past_key_values=cache,
-                        use_cache=False,
-                    ).logits.float(),
-                    -1,
-                )
-        result = {}
-        for row, (_, r) in enumerate(rows):
-            toks = conts[r]
-            total = float(first[row, toks[0]]) if toks else 0.0
-            for k in range(1, len(toks)):
-                assert later is not None
-                total += float(later[row, k - 1, toks[k]])
-            result[r] = total
-        return result
-
-    def rolling_nll(
-        self, texts: list[str], *, progress: Progress | None = None
-    ) -> list[LogLikelihood]:
-        """Each text is scored in disjoint windows of ROLLING_WINDOW tokens; every token is
-        predicted once, the first from a separator token, later windows start from the
-        last token of the window before."""
-        prefix = self.tokenizer.eos_token_id
-        seqs: list[list[int]] = []
-        reads: list[list[tuple[int, int, list[int]]]] = []
-        counts = []
-        for t, text in enumerate(texts):
-            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            counts.append(len(ids))
-            prev = prefix
-            for start in range(0, len(ids), ROLLING_WINDOW - 1):
-                chunk = ids[start : start + ROLLING_WINDOW - 1]
-                seqs.append([prev, *chunk])
-                reads.append([(t, 1, chunk)])
-                prev = chunk[-1]
-        scores = self._score_sequences(seqs, reads, progress, n_keys=len(texts))
-        return [LogLikelihood(-scores[t], counts[t]) for t in range(len(texts))]
-
-    def _score_sequences(
-        self,
-        seqs: list[list[int]],
-        reads: list[list[tuple[int, int, list[int]]]],
-        progress: Progress | None,
-        n_keys: int | None = None,
-    ) -> list[float]:
-        """Run each sequence once (batched, right-padded) and sum the log-probabilities of
-        the continuation tokens each read names: (key, start, tokens) reads logits at
-        positions start-1 .. start+len(tokens)-2. Sums are accumulated per key."""
-        import torch
-
-        total = [0.0] * (
-            n_keys
-            if n_keys is not None
-            else 1 + max((k for rs in reads for k, _, _ in rs), default=-1)
-        )
-        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
-        pad = self.tokenizer.pad_token_id
-        for idx in self._token_batches(order, [len(x) for x in seqs]):
-            width = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[row, : len(seqs[i])] = 1
-            with torch.inference_mode():
-                logits = self.model(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
-                ).logits
-                for row, i in enumerate(idx):
-                    for key, start, tokens in reads[i]:
-                        span = logits[row, start - 1 : start - 1 + len(tokens)].float()
-                        logp = torch.log_softmax(span, dim=-1)
-                        target = torch.tensor(tokens, device=logp.device).unsqueeze(1)
-                        total[key] += float(logp.gather(1, target).sum())
-            if progress:
-                progress(len(idx))
-        return total
-
-    def _token_batches(self, order: list[int], lengths: list[int]) -> Iterator[list[int]]:
-        """Batches of at most batch_size sequences and TOKEN_BUDGET padded tokens: a full
-        forward keeps logits for every position (tokens × vocab floats), so long documents
-        must come in smaller batches than short prompts."""
-        batch: list[int] = []
-        width = 0
-        for i in order:
-            grown = max(width, lengths[i])
-            if batch and (len(batch) >= self.batch_size or grown * (len(batch) + 1) > TOKEN_BUDGET):
-                yield batch
-                batch, grown = [], lengths[i]
-            batch.append(i)
-            width = grown
-        if batch:
-            yield batch
 
     def probe_logits(self, texts: list[str]) -> list[np.ndarray]:
         import torch
