@@ -79,9 +79,12 @@ def test_integrity_checks_pass_on_real_adapters(demo_run: dict) -> None:
         ("adapter_applied", "legal-overfit"),
         ("merge_agrees", "merged:legal-r16"),
         ("merge_agrees", "merged:legal-overfit"),
+        # both demo adapters declare the default model as their base
+        ("base_matches", "legal-r16"),
+        ("base_matches", "legal-overfit"),
     }
     assert all(c["passed"] for c in checks.values())
-    assert checks[("merge_agrees", "merged:legal-r16")]["value"] < 1e-2
+    assert checks[("merge_agrees", "merged:legal-r16")]["value"] < 1e-6  # max KL, nats/token
 
 
 def test_outputs_are_complete(demo_run: dict) -> None:
