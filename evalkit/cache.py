@@ -21,11 +21,17 @@ T = TypeVar("T")
 
 
 class ResultCache:
-    def __init__(self, path: Path) -> None:
+    """A key -> JSON value table in a SQLite file; several tables can share one file
+    (engine results in `results`, judge replies in `judgments`)."""
+
+    def __init__(self, path: Path, table: str = "results") -> None:
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        self.table = table
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, value TEXT)")
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value TEXT)")
         self.db.commit()
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
@@ -34,17 +40,20 @@ class ResultCache:
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for key, value in self.db.execute(
-                f"SELECT key, value FROM results WHERE key IN ({marks})", chunk
+                f"SELECT key, value FROM {self.table} WHERE key IN ({marks})", chunk
             ):
                 found[key] = json.loads(value)
         return found
 
     def put_many(self, items: dict[str, Any]) -> None:
         self.db.executemany(
-            "INSERT OR REPLACE INTO results VALUES (?, ?)",
+            f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?)",
             [(k, json.dumps(v)) for k, v in items.items()],
         )
         self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def request_key(*parts: Any) -> str:
