@@ -45,32 +45,6 @@ def _pairs(
     return pairs
 
 
-def comparison_rows(comparisons: list[Any]) -> list[dict[str, Any]]:
-    """The comparisons in results.json's format."""
-    return [
-        {
-            "task": c.task,
-            "variant": c.variant,
-            "baseline": c.baseline,
-            "metric": c.metric.name,
-            "base_value": c.stats.base,
-            "value": c.stats.variant,
-            "delta": c.stats.delta,
-            "ci_low": c.stats.ci_low,
-            "ci_high": c.stats.ci_high,
-            "p_value": c.stats.p_value,
-            "p_adjusted": c.p_adjusted,
-            "test": c.stats.test,
-            "verdict": c.verdict,
-            "margin": c.metric.margin,
-            "delta_kind": c.metric.delta_kind,
-            "n": c.stats.n,
-            "mde": c.stats.mde,
-        }
-        for c in comparisons
-    ]
-
-
 def compare_command(
     run_a: Annotated[Path, typer.Argument(help="the baseline run directory (last release)")],
     run_b: Annotated[Path, typer.Argument(help="the candidate run directory")],
@@ -90,6 +64,7 @@ def compare_command(
     from evalkit.cli import _console, _errors
     from evalkit.config import Settings
     from evalkit.report._fmt import to_jsonable
+    from evalkit.results import comparison_rows
 
     with _errors():
         a, b = load_run(run_a), load_run(run_b)

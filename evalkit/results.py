@@ -15,7 +15,7 @@ from evalkit.metrics import MetricSpec
 from evalkit.metrics.scoring import Scores
 from evalkit.plan_types import Plan, TaskPlan
 from evalkit.records import Record
-from evalkit.verdicts import Decision
+from evalkit.verdicts import Comparison, Decision
 
 
 def _variant_entry(name: str, adapters: dict[str, str], fingerprints: dict[str, str]) -> dict:
@@ -90,6 +90,32 @@ def _samples(
     return out
 
 
+def comparison_rows(comparisons: list[Comparison]) -> list[dict[str, Any]]:
+    """The comparisons in results.json's format."""
+    return [
+        {
+            "task": c.task,
+            "variant": c.variant,
+            "baseline": c.baseline,
+            "metric": c.metric.name,
+            "base_value": c.stats.base,
+            "value": c.stats.variant,
+            "delta": c.stats.delta,
+            "ci_low": c.stats.ci_low,
+            "ci_high": c.stats.ci_high,
+            "p_value": c.stats.p_value,
+            "p_adjusted": c.p_adjusted,
+            "test": c.stats.test,
+            "verdict": c.verdict,
+            "margin": c.metric.margin,
+            "delta_kind": c.metric.delta_kind,
+            "n": c.stats.n,
+            "mde": c.stats.mde,
+        }
+        for c in comparisons
+    ]
+
+
 def build_results(
     *,
     plan: Plan,
@@ -123,28 +149,7 @@ def build_results(
                         "n_unscored": len(ms.values) - ms.n_scored,
                     }
                 )
-    comparisons = [
-        {
-            "task": c.task,
-            "variant": c.variant,
-            "baseline": c.baseline,
-            "metric": c.metric.name,
-            "base_value": c.stats.base,
-            "value": c.stats.variant,
-            "delta": c.stats.delta,
-            "ci_low": c.stats.ci_low,
-            "ci_high": c.stats.ci_high,
-            "p_value": c.stats.p_value,
-            "p_adjusted": c.p_adjusted,
-            "test": c.stats.test,
-            "verdict": c.verdict,
-            "margin": c.metric.margin,
-            "delta_kind": c.metric.delta_kind,
-            "n": c.stats.n,
-            "mde": c.stats.mde,
-        }
-        for c in decision.comparisons
-    ]
+    comparisons = comparison_rows(decision.comparisons)
     forgetting = {
         v: {
             "flagged": bool(probes),

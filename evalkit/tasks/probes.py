@@ -18,19 +18,14 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import get_args
 
+from evalkit.config import BuiltinProbe
 from evalkit.metrics import MetricSpec
 from evalkit.plan_types import Example, TaskPlan
 
-BUILTIN_PROBES = (
-    "knowledge-mc",
-    "knowledge-open",
-    "prose-perplexity",
-    "prose-bpb",
-    "prose-kl",
-    "open-ended",
-    "open-overlap",
-)
+# The names a suite may list under `probes: builtin:` (one list, in the suite schema).
+BUILTIN_PROBES: tuple[str, ...] = get_args(BuiltinProbe)
 # The change a reviewer would accept, per probe, in the probe metric's own unit: points of
 # accuracy, a perplexity ratio, bits per byte, nats per token, a share of n-grams.
 DEFAULT_MARGINS = {
