@@ -93,12 +93,17 @@ def test_binary_uses_mcnemar_and_difference_in_proportions() -> None:
     assert verdict(cmp, margin=0.05, higher_is_better=True) == "inconclusive"
 
 
-def test_binary_all_pairs_agree_gives_zero_interval() -> None:
+def test_binary_all_pairs_agree_keeps_an_interval() -> None:
+    # No item flips among 100: the Agresti-Min interval is +/- z * sqrt(1) / 102, not [0, 0].
     base, var = _binary_with_counts(n11=60, n10=0, n01=0, n00=40)
     ones = np.ones(base.size)
     cmp = compare_paired(base, ones, var, ones, binary=True)
-    assert (cmp.delta, cmp.ci_low, cmp.ci_high, cmp.p_value, cmp.mde) == (0, 0, 0, 1.0, 0)
-    assert verdict(cmp, margin=0.0, higher_is_better=True) == "equivalent"
+    half = norm.isf(0.025) / 102
+    assert (cmp.delta, cmp.p_value) == (0, 1.0)
+    assert cmp.ci_low == pytest.approx(-half) and cmp.ci_high == pytest.approx(half)
+    assert cmp.mde == pytest.approx(stats.MDE_FACTOR / 102)
+    assert verdict(cmp, margin=0.05, higher_is_better=True) == "equivalent"
+    assert verdict(cmp, margin=0.0, higher_is_better=True) == "inconclusive"
 
 
 def test_binary_input_is_validated() -> None:
@@ -430,3 +435,17 @@ def test_a_large_effect_on_few_units_survives_holm_over_many_probes() -> None:
         verdict(dataclasses.replace(cmp, p_value=adjusted), margin=0.25, higher_is_better=False)
         == "regressed"
     )
+
+
+def test_no_flips_on_few_items_is_not_equivalence() -> None:
+    # 12 items, none flips: a bootstrap interval would be [0, 0] ("equivalent"), but 12
+    # items cannot rule out a flip rate of 1 in 10; with 240 items they can.
+    from evalkit.stats import compare_paired, verdict
+
+    for n, expected in ((12, "inconclusive"), (240, "equivalent")):
+        same = np.array([1.0, 0.0] * (n // 2))
+        ones = np.ones(n)
+        cmp = compare_paired(same, ones, same, ones, binary=True)
+        assert cmp.delta == 0.0 and cmp.ci_low < 0.0 < cmp.ci_high
+        assert verdict(cmp, margin=0.05, higher_is_better=True) == expected
+        assert cmp.mde > 0.0
