@@ -26,8 +26,7 @@ from evalkit.errors import InputError
 from evalkit.metrics import MetricSpec
 from evalkit.metrics.scoring import Scores
 from evalkit.plan_types import Plan, TaskPlan
-from evalkit.stats import compare_paired, holm
-from evalkit.verdicts import ALPHA, Comparison, verdict_for
+from evalkit.verdicts import Comparison, RawComparison, compare_metric, holm_by_family
 
 SCORES_JSON = "scores.json"
 SCORES_VERSION = 1
@@ -179,7 +178,7 @@ def compare_runs(
     """Comparisons of `candidate` (a scores.json document) against `baseline`: for each
     (baseline variant, candidate variant) pair, each shared task and metric, examples
     paired by id. Holm-corrected within (candidate variant, task kind), as against base."""
-    raw: list[tuple[str, str, str, str, MetricSpec, Any]] = []
+    raw: list[RawComparison] = []
     btasks, ctasks = baseline.doc["tasks"], candidate["tasks"]
     for task in [t for t in ctasks if t in btasks]:
         bt, ct = btasks[task], ctasks[task]
@@ -195,40 +194,16 @@ def compare_runs(
                 if b is None or c is None:
                     continue
 
-                stats = compare_paired(
+                stats = compare_metric(
+                    spec,
+                    settings,
                     _column(b["values"], shared, 0),
                     _column(b["weights"], shared, 0),
                     _column(c["values"], shared, 1),
                     _column(c["weights"], shared, 1),
-                    transform=spec.transform,
-                    delta_kind=spec.delta_kind,
-                    binary=spec.binary,
-                    confidence=settings.confidence,
-                    n_resamples=settings.bootstrap_resamples,
-                    seed=settings.seed,
                 )
-                raw.append((task, ct["kind"], cvar, bvar, spec, stats))
-    out = []
-    for cvar, kind in sorted({(r[2], r[1]) for r in raw}):
-        members = [r for r in raw if r[2] == cvar and r[1] == kind]
-        adjusted = holm([r[5].p_value for r in members])
-        for (task, tkind, var, bvar, spec, stats), p_adj in zip(members, adjusted, strict=True):
-            corrected = dataclasses.replace(
-                stats, p_value=p_adj if not math.isnan(p_adj) else stats.p_value
-            )
-            out.append(
-                Comparison(
-                    task,
-                    tkind,
-                    var,
-                    spec,
-                    stats,
-                    p_adj,
-                    verdict_for(corrected, spec, ALPHA),
-                    baseline=f"{label}:{bvar}",
-                )
-            )
-    return out
+                raw.append((task, ct["kind"], cvar, spec, stats, f"{label}:{bvar}"))
+    return holm_by_family(raw)
 
 
 def default_pairs(baseline: RunScores, candidate_variants: list[str]) -> list[tuple[str, str]]:

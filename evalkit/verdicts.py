@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from evalkit.config import GateConfig, Settings
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK
@@ -65,39 +66,66 @@ def verdict_for(stats: PairedComparison, spec: MetricSpec, alpha: float = ALPHA)
 
 
 def compare(plan: Plan, scores: Scores, settings: Settings) -> list[Comparison]:
-    raw: list[tuple[str, str, str, MetricSpec, PairedComparison]] = []
+    raw: list[RawComparison] = []
     for task in plan.tasks:
         for spec in task.metrics:
             base = scores[(task.name, spec.name, "base")]
             for variant in plan.variants[1:]:
                 other = scores[(task.name, spec.name, variant)]
-                stats = compare_paired(
-                    base.values,
-                    base.weights,
-                    other.values,
-                    other.weights,
-                    transform=spec.transform,
-                    delta_kind=spec.delta_kind,
-                    binary=spec.binary,
-                    confidence=settings.confidence,
-                    n_resamples=settings.bootstrap_resamples,
-                    seed=settings.seed,
+                stats = compare_metric(
+                    spec, settings, base.values, base.weights, other.values, other.weights
                 )
-                raw.append((task.name, task.kind, variant, spec, stats))
+                raw.append((task.name, task.kind, variant, spec, stats, "base"))
+    out = holm_by_family(raw)
+    order = {(t.name, m.name): i for i, t in enumerate(plan.tasks) for m in t.metrics}
+    out.sort(key=lambda c: (order[(c.task, c.metric.name)], plan.variants.index(c.variant)))
+    return out
+
+
+def compare_metric(
+    spec: MetricSpec, settings: Settings, bv: Any, bw: Any, vv: Any, vw: Any
+) -> PairedComparison:
+    """One metric, base values against variant values, with the suite's statistics."""
+    return compare_paired(
+        bv,
+        bw,
+        vv,
+        vw,
+        transform=spec.transform,
+        delta_kind=spec.delta_kind,
+        binary=spec.binary,
+        confidence=settings.confidence,
+        n_resamples=settings.bootstrap_resamples,
+        seed=settings.seed,
+    )
+
+
+# (task, task kind, variant, metric, paired result, what it is compared with)
+RawComparison = tuple[str, str, str, MetricSpec, PairedComparison, str]
+
+
+def holm_by_family(raw: list[RawComparison], alpha: float = ALPHA) -> list[Comparison]:
+    """Holm-adjust p-values within each (variant, task kind) family, then classify."""
     out: list[Comparison] = []
-    families = {(variant, kind) for _, kind, variant, _, _ in raw}
-    for variant, kind in sorted(families):
+    for variant, kind in sorted({(r[2], r[1]) for r in raw}):
         members = [r for r in raw if r[2] == variant and r[1] == kind]
         adjusted = holm([r[4].p_value for r in members])
-        for (task_name, tkind, var, spec, stats), p_adj in zip(members, adjusted, strict=True):
+        for (task, tkind, var, spec, stats, baseline), p_adj in zip(members, adjusted, strict=True):
             corrected = dataclasses.replace(
                 stats, p_value=p_adj if not math.isnan(p_adj) else stats.p_value
             )
             out.append(
-                Comparison(task_name, tkind, var, spec, stats, p_adj, verdict_for(corrected, spec))
+                Comparison(
+                    task,
+                    tkind,
+                    var,
+                    spec,
+                    stats,
+                    p_adj,
+                    verdict_for(corrected, spec, alpha),
+                    baseline=baseline,
+                )
             )
-    order = {(t.name, m.name): i for i, t in enumerate(plan.tasks) for m in t.metrics}
-    out.sort(key=lambda c: (order[(c.task, c.metric.name)], plan.variants.index(c.variant)))
     return out
 
 
