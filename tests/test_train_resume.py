@@ -15,7 +15,12 @@ peft = pytest.importorskip("peft")
 from safetensors.torch import load_file  # noqa: E402
 
 from evalkit.training import LoraSettings, TrainingDiverged, train_lora  # noqa: E402
-from evalkit.training.store import checkpoint_root, latest_checkpoint  # noqa: E402
+from evalkit.training.settings import TrainingError  # noqa: E402
+from evalkit.training.store import (  # noqa: E402
+    checkpoint_root,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from tests.test_train import _examples, _logits, _tiny_model, _tiny_tokenizer  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
@@ -110,10 +115,71 @@ def test_divergence_keeps_the_last_good_checkpoint(tokenizer: Any, tmp_path: Pat
                    checkpoint_every=2, on_step=poison)  # fmt: skip
     assert "step-000004" in str(info.value)
     assert not out.exists()
-    state = torch.load(latest_checkpoint(out) / "state.pt", weights_only=False)
+    state = load_checkpoint(latest_checkpoint(out))
     assert state["step"] == 4
     assert all(torch.isfinite(t).all() for t in state["adapter"].values())
     assert not any("lora" in n for n, _ in model.named_modules())
+
+
+class _Payload:
+    """Unpickling this creates the sentinel file: what a planted checkpoint would run."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self) -> Any:
+        return (Path.touch, (self.sentinel,))
+
+
+def test_checkpoints_hold_no_pickle(tokenizer: Any, tmp_path: Path) -> None:
+    out = tmp_path / "a"
+    with pytest.raises(Interrupt):
+        train_lora(_tiny_model(tokenizer), tokenizer, _examples(16), SETTINGS, out,
+                   progress=False, checkpoint_every=2, on_step=_stop_at(3))  # fmt: skip
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None
+    assert sorted(p.name for p in ckpt.iterdir()) == ["state.json", "state.safetensors"]
+    raw = (ckpt / "state.safetensors").read_bytes()
+    header_len = int.from_bytes(raw[:8], "little")
+    assert json.loads(raw[8 : 8 + header_len])["__metadata__"]["format"] == "evalkit-state/1"
+    state = load_checkpoint(ckpt)  # tuples, integer keys and RNG states come back as written
+    assert isinstance(state["optimizer"]["param_groups"][0]["betas"], tuple)
+    assert set(state["optimizer"]["state"]) == set(range(len(state["optimizer"]["state"])))
+    assert state["torch_rng"].dtype == torch.uint8
+
+
+@pytest.mark.parametrize("plant", ["legacy_pickle", "pickle_as_tensors", "swapped_tensors"])
+def test_a_planted_checkpoint_never_runs_code(tokenizer: Any, tmp_path: Path, plant: str) -> None:
+    """A checkpoint in the cache can come from a restored CI cache that other jobs write:
+    resuming from a planted one is refused with the command that discards it, and the
+    payload never runs."""
+    import pickle
+
+    sentinel = tmp_path / "SENTINEL"
+    out = tmp_path / "a"
+    payload = pickle.dumps({"adapter": _Payload(sentinel), "step": 2})
+    if plant == "legacy_pickle":  # what earlier versions wrote: state.pt
+        step = checkpoint_root(out) / "step-000002"
+        step.mkdir(parents=True)
+        (step / "state.pt").write_bytes(payload)
+    else:
+        with pytest.raises(Interrupt):
+            train_lora(_tiny_model(tokenizer), tokenizer, _examples(16), SETTINGS, out,
+                       progress=False, checkpoint_every=2, on_step=_stop_at(3))  # fmt: skip
+        step = latest_checkpoint(out)
+        assert step is not None
+        if plant == "pickle_as_tensors":
+            (step / "state.safetensors").write_bytes(payload)
+        else:  # valid safetensors, but not the file the JSON side recorded
+            from safetensors.torch import save_file
+
+            save_file({"t000000": torch.zeros(2)}, str(step / "state.safetensors"))
+    with pytest.raises(TrainingError) as info:
+        train_lora(_tiny_model(tokenizer), tokenizer, _examples(16), SETTINGS, out,
+                   progress=False, resume=True)  # fmt: skip
+    assert "rm -rf" in str(info.value) and str(checkpoint_root(out)) in str(info.value)
+    assert not sentinel.exists()
+    assert not out.exists()
 
 
 def test_max_steps_cosine_and_validation_loss(tokenizer: Any, tmp_path: Path) -> None:

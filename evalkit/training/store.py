@@ -2,7 +2,9 @@
 
 Checkpoints live beside the output, in `<out_dir>.checkpoints/step-NNNNNN/` (LoRA tensors,
 optimizer, scheduler, RNG states and the loop's position); each is written to a temporary
-directory and renamed, so the newest complete one is always safe to resume from. The
+directory and renamed, so the newest complete one is always safe to resume from. They are
+safetensors plus JSON (`state_codec`), never pickle: the adapter cache may be restored from
+storage that other jobs can write to, and loading a checkpoint must not run code. The
 finished adapter is written the same way: an `out_dir` never holds a half adapter.
 """
 
@@ -16,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.training.settings import TrainingError
+from evalkit.training.state_codec import StateFormatError, load_state, save_state
 
 CARD = "training_card.json"
+STATE = "state"  # state.safetensors + state.json; state.json is written last
+# What earlier versions wrote: a pickle, which is never loaded.
+LEGACY_STATE = "state.pt"
 
 
 def checkpoint_root(out_dir: Path) -> Path:
@@ -25,23 +31,30 @@ def checkpoint_root(out_dir: Path) -> Path:
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint. One in the old pickle format is refused, with the
+    command that discards it: it is never unpickled."""
     root = checkpoint_root(out_dir)
-    done = sorted(p for p in root.glob("step-*") if (p / "state.pt").exists())
+    legacy = sorted(p for p in root.glob("step-*") if (p / LEGACY_STATE).exists())
+    if legacy:
+        raise TrainingError(
+            f"{legacy[-1]} is a checkpoint in the old pickle format, which evalkit no longer "
+            "loads (unpickling a file can run code)",
+            hint=f"Discard it and train from the start: rm -rf '{root}'",
+        )
+    done = sorted(p for p in root.glob("step-*") if (p / f"{STATE}.json").exists())
     return done[-1] if done else None
 
 
 def save_checkpoint(out_dir: Path, step: int, adapter: dict[str, Any], state: dict[str, Any],
                     keep: int = 1) -> Path:  # fmt: skip
     """Write a checkpoint atomically, then drop all but the newest `keep` ones."""
-    import torch
-
     root = checkpoint_root(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-{step:06d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    torch.save({"adapter": adapter, **state}, tmp / "state.pt")
+    save_state({"adapter": adapter, **state}, tmp, STATE)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     # Step numbers only grow within a run, so the newest checkpoints sort last.
@@ -51,11 +64,13 @@ def save_checkpoint(out_dir: Path, step: int, adapter: dict[str, Any], state: di
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    import torch
-
-    # weights_only=False: the state holds RNG states and Python lists written by us.
-    state: dict[str, Any] = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    return state
+    try:
+        return load_state(path, STATE)
+    except StateFormatError as exc:
+        raise TrainingError(
+            f"the checkpoint {path} cannot be used: {exc}",
+            hint=f"Discard it and train from the start: rm -rf '{path.parent}'",
+        ) from None
 
 
 def check_output_dir(out_dir: Path, key: str, *, overwrite: bool) -> bool:
