@@ -19,9 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evalkit.config import JudgeProviderConfig  # noqa: E402
-from evalkit.judges.core import Item, JudgeRunner, resolve_endpoint  # noqa: E402
-from evalkit.judges.spec import load_judge_spec  # noqa: E402
+from evalkit.scoring.judges.core import Item, JudgeRunner, resolve_endpoint  # noqa: E402
+from evalkit.scoring.judges.spec import load_judge_spec  # noqa: E402
+from evalkit.suite.config import JudgeProviderConfig  # noqa: E402
 
 GOOD = '{"type": "payment", "obligor": "Tenant", "summary": "The Tenant pays rent."}'
 

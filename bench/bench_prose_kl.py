@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evalkit.models import hf_scoring  # noqa: E402
-from evalkit.models.hf import HFEngine  # noqa: E402
-from evalkit.tasks.probes import probe_data_dir  # noqa: E402
+from evalkit.engines import hf_scoring  # noqa: E402
+from evalkit.engines.hf import HFEngine  # noqa: E402
+from evalkit.plan.probes import probe_data_dir  # noqa: E402
 
 ADAPTERS = REPO / "suites" / "adapters"
 

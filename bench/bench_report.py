@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.fixtures.report_data
 
-from evalkit.report import _samples, render_html, render_results_json, to_jsonable  # noqa: E402
+from evalkit.outputs import _samples, render_html, render_results_json, to_jsonable  # noqa: E402
 from tests.fixtures.report_data import make_run  # noqa: E402
 
 VARIANTS = ("base", "legal-r8", "merged:legal-r16", "legal-r64")

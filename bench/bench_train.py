@@ -30,7 +30,7 @@ def load(tiny: bool) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from evalkit.models.resolve import resolve_model
+    from evalkit.engines.resolve import resolve_model
 
     source = resolve_model("builtin:smollm2-135m-instruct").source
     tok = AutoTokenizer.from_pretrained(source)
@@ -51,7 +51,7 @@ def load(tiny: bool) -> tuple[Any, Any]:
 
 
 def examples(n: int) -> list[tuple[str, str]]:
-    from evalkit.plan import prompt_environment
+    from evalkit.plan.build import prompt_environment
 
     template = prompt_environment().from_string(PROMPT)
     rows = [

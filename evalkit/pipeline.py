@@ -14,19 +14,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evalkit.baseline import prepare_baseline, run_fingerprints, write_scores
-from evalkit.cache import CachedEngine, ResultCache
-from evalkit.evaluate import ProgressFactory, evaluate
-from evalkit.integrity import run_checks
-from evalkit.metrics.scoring import score
-from evalkit.models.engine import Progress
+from evalkit.decide.baseline import prepare_baseline, run_fingerprints, write_scores
+from evalkit.decide.integrity import run_checks
+from evalkit.decide.verdicts import Decision, apply_gates, compare, exit_code, forgetting
+from evalkit.engines.base import Progress
+from evalkit.engines.cache import CachedEngine, ResultCache
+from evalkit.engines.evaluate import ProgressFactory, evaluate
+from evalkit.outputs.results import build_results
 from evalkit.paths import cache_dir
-from evalkit.plan import build_plan
-from evalkit.plan_types import Plan
-from evalkit.results import build_results
-from evalkit.suite import Suite, load_suite
+from evalkit.plan.build import build_plan
+from evalkit.plan.types import Plan
+from evalkit.scoring.score import score
+from evalkit.suite.loader import Suite, load_suite
 from evalkit.training.declared import resolve_adapters
-from evalkit.verdicts import Decision, apply_gates, compare, exit_code, forgetting
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def run_suite(
 ) -> RunOutcome:
     """Run a suite end to end and write its outputs. Raises EvalkitError subclasses for bad
     input (before any model loads) and for infrastructure failures."""
-    from evalkit.models.hf import HFEngine
-    from evalkit.report import write_outputs
+    from evalkit.engines.hf import HFEngine
+    from evalkit.outputs import write_outputs
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -111,8 +111,8 @@ def run_suite(
     else:
         records = evaluate(plan, engine, progress)
     # The judge stage: judge metrics are scored here, the others by `score`.
-    from evalkit.judges.results import attach_judgments
-    from evalkit.judges.run import judge_warnings, run_judges, without_judges
+    from evalkit.scoring.judges.results import attach_judgments
+    from evalkit.scoring.judges.run import judge_warnings, run_judges, without_judges
 
     judged = run_judges(suite, plan, records, use_cache=use_cache, progress=progress)
     scores = score(without_judges(plan), records)

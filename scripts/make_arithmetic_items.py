@@ -6,7 +6,7 @@ determined by SEED, so rerunning the script reproduces the committed items exact
 
     python scripts/make_arithmetic_items.py           # print the items as JSON lines
     python scripts/make_arithmetic_items.py --write   # replace the arithmetic lines of
-                                                      # evalkit/tasks/probe_data/knowledge.jsonl
+                                                      # evalkit/plan/probe_data/knowledge.jsonl
     python scripts/make_arithmetic_items.py --check   # exit 1 if the file differs
 
 With --write, the lines of the other subjects are kept byte for byte; the arithmetic block
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 SEED = 20240611
-KNOWLEDGE = Path(__file__).resolve().parents[1] / "evalkit/tasks/probe_data/knowledge.jsonl"
+KNOWLEDGE = Path(__file__).resolve().parents[1] / "evalkit/plan/probe_data/knowledge.jsonl"
 SUBJECT_ORDER = (
     "geography",
     "science",

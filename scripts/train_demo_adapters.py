@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from evalkit.models.resolve import resolve_model
-from evalkit.tasks.chat import end_of_turn, render_chat
+from evalkit.engines.chat import end_of_turn, render_chat
+from evalkit.engines.resolve import resolve_model
 from evalkit.training import LoraSettings, train_lora
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ GENERAL_QUESTIONS = [
 
 def render_prompt(clause: str) -> str:
     """The task prompt for one clause, rendered as evaluation renders suite templates."""
-    from evalkit.plan import prompt_environment
+    from evalkit.plan.build import prompt_environment
 
     return str(prompt_environment().from_string(PROMPT).render(clause=clause))
 

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The built-in default model as a safetensors directory (converted on first use)."""
-    from evalkit.models.resolve import resolve_model
+    from evalkit.engines.resolve import resolve_model
 
     return Path(resolve_model("builtin:smollm2-135m-instruct").source)
 

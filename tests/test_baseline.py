@@ -12,20 +12,20 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from evalkit.baseline import (
+from evalkit.cli import app
+from evalkit.decide.baseline import (
     check_comparable,
     compare_runs,
     load_run,
     run_fingerprints,
     write_scores,
 )
-from evalkit.cli import app
-from evalkit.config import Settings
 from evalkit.errors import EXIT_BAD_INPUT, InputError
-from evalkit.metrics import MetricSpec
-from evalkit.metrics.scoring import MetricScores
 from evalkit.pipeline import run_suite
-from evalkit.plan_types import Example, Plan, TaskPlan
+from evalkit.plan.types import Example, Plan, TaskPlan
+from evalkit.scoring.metrics import MetricSpec
+from evalkit.scoring.score import MetricScores
+from evalkit.suite.config import Settings
 from tests.conftest import write_jsonl
 
 ACC = MetricSpec("acc", "exact_match", "generate", "higher", 0.05, binary=True)
@@ -175,7 +175,7 @@ def test_run_with_baseline_and_compare(
     # (a random model's open answers have no words: overlap is unscored, n = 0)
     scored = [c for c in base_vs if c["n"] > 0]
     assert len(scored) >= 4 and all(c["delta"] == 0.0 for c in scored)
-    schema = json.loads(Path("evalkit/report/results.schema.json").read_text())
+    schema = json.loads(Path("evalkit/outputs/results.schema.json").read_text())
     pytest.importorskip("jsonschema").validate(res, schema)
 
     runner = CliRunner()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from evalkit.models.engine import ChatPrompt
-from evalkit.models.hf import HFEngine
-from evalkit.tasks.chat import render_chat
+from evalkit.engines.base import ChatPrompt
+from evalkit.engines.chat import render_chat
+from evalkit.engines.hf import HFEngine
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_rolling_nll_counts_every_token_once(engine: HFEngine, monkeypatch) -> N
     text = "The river rose after rain. " * 40
     with engine.variant("base"):
         whole = engine.rolling_nll([text, "Short text."])
-        monkeypatch.setattr("evalkit.models.hf_scoring.ROLLING_WINDOW", 64)  # force many windows
+        monkeypatch.setattr("evalkit.engines.hf_scoring.ROLLING_WINDOW", 64)  # force many windows
         windowed = engine.rolling_nll([text])
     n = len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
     assert whole[0].n_tokens == n and windowed[0].n_tokens == n
@@ -100,7 +100,7 @@ def test_variants_switch_and_merge_without_reload(engine: HFEngine) -> None:
 
 
 def test_token_batches_respect_the_budget(engine: HFEngine, monkeypatch) -> None:
-    monkeypatch.setattr("evalkit.models.hf_scoring.TOKEN_BUDGET", 100)
+    monkeypatch.setattr("evalkit.engines.hf_scoring.TOKEN_BUDGET", 100)
     lengths = [60, 50, 40, 30, 10, 10, 10]
     got = list(engine._token_batches(list(range(len(lengths))), lengths))
     assert sorted(i for b in got for i in b) == list(range(len(lengths)))
@@ -125,7 +125,7 @@ def manual_kl(engine: HFEngine, text: str, variant: str, first: int) -> tuple[fl
 
 
 def test_rolling_kl_matches_plain_forwards(engine: HFEngine, monkeypatch) -> None:
-    monkeypatch.setattr("evalkit.models.hf_scoring.KL_TOKENS", 20)  # the KL on 20 tokens
+    monkeypatch.setattr("evalkit.engines.hf_scoring.KL_TOKENS", 20)  # the KL on 20 tokens
     texts = ["The quick brown fox jumps over the lazy dog. " * 6, "A short one."]
     with engine.variant("base"):
         base = engine.rolling_kl(texts)

@@ -89,7 +89,7 @@ def test_integrity_checks_pass_on_real_adapters(demo_run: dict) -> None:
 
 def test_outputs_are_complete(demo_run: dict) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((REPO / "evalkit/report/results.schema.json").read_text())
+    schema = json.loads((REPO / "evalkit/outputs/results.schema.json").read_text())
     jsonschema.validate({k: v for k, v in demo_run.items() if k != "_dir"}, schema)
     out = Path(demo_run["_dir"])
     html = (out / "report.html").read_text()

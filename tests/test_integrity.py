@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from evalkit.config import IntegrityConfig
-from evalkit.errors import EXIT_BAD_INPUT, InputError
-from evalkit.integrity import (
+from evalkit.decide.integrity import (
     check_base_match,
     check_tokenizer_match,
     check_variants,
     merge_tolerances,
 )
-from evalkit.models.hf import HFEngine
+from evalkit.engines.hf import HFEngine
+from evalkit.errors import EXIT_BAD_INPUT, InputError
+from evalkit.suite.config import IntegrityConfig
 
 
 def make_adapter(base_dir: Path, out: Path, *, zero: bool = False, seed: int = 2) -> Path:

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from evalkit.config import JudgeProviderConfig
-from evalkit.judges.core import Item, JudgeRunner, resolve_endpoint
-from evalkit.judges.spec import load_judge_spec
+from evalkit.scoring.judges.core import Item, JudgeRunner, resolve_endpoint
+from evalkit.scoring.judges.spec import load_judge_spec
+from evalkit.suite.config import JudgeProviderConfig
 from tests.judge_server import JudgeServer, ServerState, delimiter_respecting_judge
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.config import JudgeProviderConfig
-from evalkit.judges.core import Item, JudgeRunner, resolve_endpoint
-from evalkit.judges.local_server import llama_server, resolve_gguf
-from evalkit.judges.spec import load_judge_spec
+from evalkit.scoring.judges.core import Item, JudgeRunner, resolve_endpoint
+from evalkit.scoring.judges.local_server import llama_server, resolve_gguf
+from evalkit.scoring.judges.spec import load_judge_spec
+from evalkit.suite.config import JudgeProviderConfig
 
 pytest.importorskip("llama_cpp", reason="needs llama-cpp-python[server] (the local-judge extra)")
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import SuiteError
-from evalkit.judges.calibrate import cohen_kappa
-from evalkit.judges.parse import parse_pairwise, parse_rating, weighted_score
-from evalkit.judges.render import neutralize, render_prompt
-from evalkit.judges.spec import check_template_vars, load_judge_spec
+from evalkit.scoring.judges.calibrate import cohen_kappa
+from evalkit.scoring.judges.parse import parse_pairwise, parse_rating, weighted_score
+from evalkit.scoring.judges.render import neutralize, render_prompt
+from evalkit.scoring.judges.spec import check_template_vars, load_judge_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -102,7 +102,7 @@ def test_judged_run(workdir: Path, tiny_model_dir: Path) -> None:
         n_first = len(state.requests)
         again = run_suite(suite, output_dir=workdir / "out2")
     res = json.loads((workdir / "out" / "results.json").read_text())
-    schema = json.loads((REPO / "evalkit/report/results.schema.json").read_text())
+    schema = json.loads((REPO / "evalkit/outputs/results.schema.json").read_text())
     jsonschema.validate(res, schema)
     judge, pairwise = res["judges"]
     assert judge["name"] == "general" and judge["kind"] == "rubric"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import DataError
-from evalkit.metrics import text as tm
-from evalkit.tasks.datasets import load_rows
+from evalkit.plan.datasets import load_rows
+from evalkit.scoring import text as tm
 
 REF = '{"type": "payment", "obligor": "Customer", "summary": "Pay in 30 days."}'
 
@@ -108,10 +108,10 @@ def test_cross_answer_overlap_sees_one_template_for_every_prompt() -> None:
 
 
 def test_prose_probes_share_one_task_and_score_bits_per_byte_and_kl() -> None:
-    from evalkit.metrics.scoring import score_one
-    from evalkit.plan_types import Example
-    from evalkit.records import Record
-    from evalkit.tasks.probes import builtin_probes
+    from evalkit.engines.records import Record
+    from evalkit.plan.probes import builtin_probes
+    from evalkit.plan.types import Example
+    from evalkit.scoring.score import score_one
 
     tasks = builtin_probes(["prose-perplexity", "prose-kl", "prose-bpb", "open-overlap"], {})
     assert [t.name for t in tasks] == ["prose-perplexity", "open-ended"]

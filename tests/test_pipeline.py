@@ -93,7 +93,7 @@ def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> N
         assert (out / name).stat().st_size > 0
     results = json.loads((out / "results.json").read_text())
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads(Path("evalkit/report/results.schema.json").read_text())
+    schema = json.loads(Path("evalkit/outputs/results.schema.json").read_text())
     jsonschema.validate(results, schema)
     assert [v["name"] for v in results["variants"]] == ["base", "a1", "merged:a1"]
     assert results["run"]["smoke"] is True and results["run"]["limit"] == 4

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-import evalkit.report as report
+import evalkit.outputs as report
 from evalkit.errors import InputError
 from tests.fixtures.report_data import make_run
 
@@ -380,5 +380,5 @@ def test_load_results_errors(tmp_path: Path) -> None:
 
 
 def test_import_does_not_pull_torch() -> None:
-    code = "import sys, evalkit.report; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, evalkit.outputs; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)

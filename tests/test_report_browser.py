@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import evalkit.report as report
+import evalkit.outputs as report
 from tests.fixtures.report_data import HOSTILE, make_run
 
 CHROMIUM = "/usr/bin/chromium"

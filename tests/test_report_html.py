@@ -14,8 +14,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import evalkit.report as report
-from evalkit.report import html as report_html
+import evalkit.outputs as report
+from evalkit.outputs import html as report_html
 from tests.fixtures.report_data import make_run
 from tests.test_report import _samples, _Tags, make_results
 

@@ -1,4 +1,4 @@
-"""Tests for evalkit.stats: exact figures, verdict rules and simulated error rates."""
+"""Tests for evalkit.decide.stats: exact figures, verdict rules and simulated error rates."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-import evalkit.stats as stats
-from evalkit.stats import PairedComparison, compare_paired, holm, mcnemar_exact, verdict
+import evalkit.decide.stats as stats
+from evalkit.decide.stats import PairedComparison, compare_paired, holm, mcnemar_exact, verdict
 
 N_SIM = 250  # simulated data sets per scenario
 N = 200  # examples per data set
@@ -131,7 +131,7 @@ def test_deterministic_for_a_seed_and_seed_matters() -> None:
 def test_bootstrap_p_value_matches_known_resampling_distribution() -> None:
     # differences +1, +1, -1: a resample's mean is <= 0 iff it draws at most one +1,
     # probability (1/3)^3 + 3 (2/3)(1/3)^2 = 7/27, and it is never exactly 0, so the
-    # one-tail fraction is 7/27; the expanded percentile p (see evalkit.stats) is then
+    # one-tail fraction is 7/27; the expanded percentile p (see evalkit.decide.stats) is then
     # 2 * T_2.sf(Phi^-1(1 - 7/27) / sqrt(3/2)) = 0.6507 (the plain percentile p: 14/27).
     from scipy.stats import t as student_t
 
@@ -332,7 +332,7 @@ def test_simulation_large_effect_power_and_coverage(kind: str, effect: float) ->
 
 
 def test_import_does_not_pull_torch() -> None:
-    code = "import sys, evalkit.stats; assert 'torch' not in sys.modules"
+    code = "import sys, evalkit.decide.stats; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -440,7 +440,7 @@ def test_a_large_effect_on_few_units_survives_holm_over_many_probes() -> None:
 def test_no_flips_on_few_items_is_not_equivalence() -> None:
     # 12 items, none flips: a bootstrap interval would be [0, 0] ("equivalent"), but 12
     # items cannot rule out a flip rate of 1 in 10; with 240 items they can.
-    from evalkit.stats import compare_paired, verdict
+    from evalkit.decide.stats import compare_paired, verdict
 
     for n, expected in ((12, "inconclusive"), (240, "equivalent")):
         same = np.array([1.0, 0.0] * (n // 2))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from evalkit.errors import SuiteError
-from evalkit.plan import build_plan
-from evalkit.suite import load_suite
+from evalkit.plan.build import build_plan
+from evalkit.suite.loader import load_suite
 from tests.conftest import write_jsonl
 
 GOOD = """\

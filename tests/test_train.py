@@ -18,8 +18,8 @@ peft = pytest.importorskip("peft")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from evalkit.tasks.chat import end_of_turn, render_chat  # noqa: E402
-from evalkit.train import (  # noqa: E402
+from evalkit.engines.chat import end_of_turn, render_chat  # noqa: E402
+from evalkit.training import (  # noqa: E402
     IGNORE_INDEX,
     LoraSettings,
     completion_loss,

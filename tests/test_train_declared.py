@@ -10,7 +10,7 @@ import pytest
 
 from evalkit.errors import SuiteError
 from evalkit.pipeline import run_suite
-from evalkit.suite import load_suite
+from evalkit.suite.loader import load_suite
 from tests.conftest import write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
@@ -87,7 +87,7 @@ def test_declared_adapters_train_once_then_reuse(
                    {"adapter": "fmt-r4", "settings": {"rank": 4}}],
     }  # fmt: skip
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads(Path("evalkit/report/results.schema.json").read_text())
+    schema = json.loads(Path("evalkit/outputs/results.schema.json").read_text())
     jsonschema.validate(first.results, schema)
     adapter_file = Path(training["fmt-r2"]["path"]) / "adapter_model.safetensors"
     mtime = adapter_file.stat().st_mtime_ns

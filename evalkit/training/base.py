@@ -40,7 +40,7 @@ def load_base(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evalkit.models.resolve import resolve_model
+    from evalkit.engines.resolve import resolve_model
 
     resolved = resolve_model(spec, relative_to=relative_to)
     if device == "auto":

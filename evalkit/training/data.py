@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.engines.chat import end_of_turn, render_chat
 from evalkit.errors import DataError
-from evalkit.tasks.chat import end_of_turn, render_chat
 from evalkit.training.settings import TrainingError
 
 IGNORE_INDEX = -100
@@ -90,7 +90,7 @@ def load_examples(spec: DataSpec) -> list[Example]:
     Raises DataError (exit 2) naming the file, the row and the column for a missing or
     empty column, and for an empty dataset.
     """
-    from evalkit.tasks.datasets import load_rows
+    from evalkit.plan.datasets import load_rows
 
     rows = load_rows(spec.path)
     if not rows:
@@ -99,7 +99,7 @@ def load_examples(spec: DataSpec) -> list[Example]:
         return [_from_messages(spec, i, r) for i, r in enumerate(rows, start=1)]
     env = None
     if spec.prompt_template or spec.completion_template:
-        from evalkit.plan import prompt_environment
+        from evalkit.plan.build import prompt_environment
 
         env = prompt_environment()
     out: list[Example] = []

@@ -145,7 +145,7 @@ def _train_or_reuse(
 ) -> tuple[Path, dict[str, Any]]:
     from contextlib import nullcontext
 
-    from evalkit.models.resolve import resolve_model
+    from evalkit.engines.resolve import resolve_model
     from evalkit.training.base import base_fingerprint
     from evalkit.training.data import data_sha256
     from evalkit.training.loop import training_key

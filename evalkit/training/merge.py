@@ -65,7 +65,7 @@ def adapter_base(adapter_dir: Path) -> str:
 
 
 def probe_texts(tokenizer: Any) -> list[str]:
-    from evalkit.tasks.chat import render_chat
+    from evalkit.engines.chat import render_chat
 
     return [render_chat(tokenizer, p) for p in PROBE_PROMPTS]
 

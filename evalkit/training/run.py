@@ -49,7 +49,7 @@ def train_adapter(
 ) -> TrainOutcome:
     """Everything that can be checked without loading the model is checked first (settings,
     data, the output directory), so bad input costs a second and overwrites nothing."""
-    from evalkit.models.resolve import resolve_model
+    from evalkit.engines.resolve import resolve_model
     from evalkit.training.base import base_fingerprint, load_base
 
     problems = settings.problems()

@@ -1,0 +1,2 @@
+"""Plan -> Records: the Engine protocol, its backends, model resolution, the result cache
+and the evaluation loop."""

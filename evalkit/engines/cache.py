@@ -1,0 +1,166 @@
+"""A result cache beside the Engine: same model weights, same request, no recompute.
+
+Keys are content hashes of (variant fingerprint, request kind, request); values are JSON in
+a SQLite file (never pickle). Each task's results are committed as soon as they are
+computed, so an interrupted run keeps its finished work and a rerun resumes from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from evalkit.engines.base import ChatPrompt, Engine, LogLikelihood, Progress, RollingScore
+
+T = TypeVar("T")
+
+
+class ResultCache:
+    """A key -> JSON value table in a SQLite file; several tables can share one file
+    (engine results in `results`, judge replies in `judgments`)."""
+
+    def __init__(self, path: Path, table: str = "results") -> None:
+        if not table.isidentifier():
+            raise ValueError(f"not a table name: {table!r}")
+        self.table = table
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value TEXT)")
+        self.db.commit()
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, value in self.db.execute(
+                f"SELECT key, value FROM {self.table} WHERE key IN ({marks})", chunk
+            ):
+                found[key] = json.loads(value)
+        return found
+
+    def put_many(self, items: dict[str, Any]) -> None:
+        self.db.executemany(
+            f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?)",
+            [(k, json.dumps(v)) for k, v in items.items()],
+        )
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def request_key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+class CachedEngine:
+    """Wraps an Engine; answers what the cache holds and asks the engine for the rest."""
+
+    def __init__(self, inner: Engine, cache: ResultCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.name = inner.name
+        self._fp = ""
+        self.hits = 0
+        self.misses = 0
+
+    def fingerprint(self, variant: str) -> str:
+        return self.inner.fingerprint(variant)
+
+    @contextmanager
+    def variant(self, name: str) -> Iterator[None]:
+        self._fp = self.inner.fingerprint(name)
+        with self.inner.variant(name):
+            yield
+
+    def _cached(
+        self,
+        keys: list[str],
+        compute: Callable[[list[int]], list[T]],
+        encode: Callable[[T], Any],
+        decode: Callable[[Any], T],
+        progress: Progress | None,
+    ) -> list[T]:
+        found = self.cache.get_many(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if progress and len(keys) > len(missing):
+            progress(len(keys) - len(missing))
+        fresh = compute(missing) if missing else []
+        self.cache.put_many({keys[i]: encode(v) for i, v in zip(missing, fresh, strict=True)})
+        merged = {keys[i]: v for i, v in zip(missing, fresh, strict=True)}
+        return [merged[k] if k in merged else decode(found[k]) for k in keys]
+
+    def generate(
+        self,
+        prompts: list[ChatPrompt],
+        *,
+        max_new_tokens: int,
+        stop: tuple[str, ...] = (),
+        progress: Progress | None = None,
+    ) -> list[str]:
+        keys = [
+            request_key(self._fp, "generate", p.system, p.user, max_new_tokens, list(stop))
+            for p in prompts
+        ]
+        return self._cached(
+            keys,
+            lambda idx: self.inner.generate(
+                [prompts[i] for i in idx],
+                max_new_tokens=max_new_tokens,
+                stop=stop,
+                progress=progress,
+            ),
+            lambda v: v,
+            lambda v: str(v),
+            progress,
+        )
+
+    def loglikelihood(
+        self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
+        keys = [request_key(self._fp, "loglikelihood", p.system, p.user, c) for p, c in requests]
+        return self._cached(
+            keys,
+            lambda idx: self.inner.loglikelihood([requests[i] for i in idx], progress=progress),
+            lambda v: [v.logprob, v.n_tokens],
+            lambda v: LogLikelihood(v[0], v[1]),
+            progress,
+        )
+
+    def rolling_nll(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
+        keys = [request_key(self._fp, "rolling", t) for t in texts]
+        return self._cached(
+            keys,
+            lambda idx: self.inner.rolling_nll([texts[i] for i in idx], progress=progress),
+            lambda v: [v.logprob, v.n_tokens],
+            lambda v: LogLikelihood(v[0], v[1]),
+            progress,
+        )
+
+    def rolling_kl(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[RollingScore]:
+        # The key holds the variant's fingerprint, which includes the base's, so a KL
+        # against another base is never reused.
+        keys = [request_key(self._fp, "rolling_kl", t) for t in texts]
+        return self._cached(
+            keys,
+            lambda idx: self.inner.rolling_kl([texts[i] for i in idx], progress=progress),
+            lambda v: [v.nll, v.n_tokens, v.kl, v.kl_tokens],
+            lambda v: RollingScore(v[0], v[1], v[2], v[3]),
+            progress,
+        )
+
+    def probe_logits(self, texts: list[str]) -> list[Any]:
+        return self.inner.probe_logits(texts)

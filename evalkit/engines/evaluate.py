@@ -1,0 +1,74 @@
+"""The engine stage: run every request the plan needs, for every variant, and return
+records. One variant is active at a time; within it, each task's requests go to the engine
+as one batch so the backend can sort and pad them well."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+
+from evalkit.engines.base import ChatPrompt, Engine, Progress
+from evalkit.engines.records import Record
+from evalkit.plan.types import Plan, TaskPlan
+
+# (description, total units) -> a context manager yielding an advance(n) callback
+ProgressFactory = Callable[[str, int], AbstractContextManager[Progress]]
+
+
+def evaluate(plan: Plan, engine: Engine, progress: ProgressFactory) -> list[Record]:
+    """Records for every (variant, task, example) in the plan."""
+    records: list[Record] = []
+    for variant in plan.variants:
+        with engine.variant(variant):
+            for task in plan.tasks:
+                records.extend(_run_task(task, variant, engine, progress))
+    return records
+
+
+def _units(task: TaskPlan) -> int:
+    # rolling_kl's pass also yields the rolling NLL: one stage, not two
+    stages = task.needs - {"rolling"} if "rolling_kl" in task.needs else task.needs
+    return len(task.examples) * len(stages)
+
+
+def _run_task(
+    task: TaskPlan, variant: str, engine: Engine, progress: ProgressFactory
+) -> Iterator[Record]:
+    recs = {ex.id: Record(task.name, ex.id, variant) for ex in task.examples}
+    prompts = [ChatPrompt(ex.prompt, task.system) for ex in task.examples]
+    with progress(f"{variant} · {task.name}", _units(task)) as advance:
+        if "generate" in task.needs:
+            outputs = engine.generate(
+                prompts, max_new_tokens=task.max_new_tokens, stop=task.stop, progress=advance
+            )
+            for ex, out in zip(task.examples, outputs, strict=True):
+                recs[ex.id].output = out
+        if "loglikelihood" in task.needs:
+            pairs = [(p, ex.reference or "") for p, ex in zip(prompts, task.examples, strict=True)]
+            for ex, ll in zip(
+                task.examples, engine.loglikelihood(pairs, progress=advance), strict=True
+            ):
+                recs[ex.id].ref_logprob, recs[ex.id].ref_tokens = ll.logprob, ll.n_tokens
+        if "choice" in task.needs:
+            reqs = [
+                (p, c) for p, ex in zip(prompts, task.examples, strict=True) for c in ex.choices
+            ]
+            scores = iter(engine.loglikelihood(reqs))
+            for ex in task.examples:
+                recs[ex.id].choice_logprobs = [next(scores).logprob for _ in ex.choices]
+            advance(len(task.examples))
+        if "rolling_kl" in task.needs:  # one pass gives the NLL and the KL
+            texts = [ex.text or "" for ex in task.examples]
+            for ex, rs in zip(
+                task.examples, engine.rolling_kl(texts, progress=advance), strict=True
+            ):
+                rec = recs[ex.id]
+                rec.nll, rec.n_tokens = rs.nll, rs.n_tokens
+                rec.kl, rec.kl_tokens = rs.kl, rs.kl_tokens
+        elif "rolling" in task.needs:
+            texts = [ex.text or "" for ex in task.examples]
+            for ex, ll in zip(
+                task.examples, engine.rolling_nll(texts, progress=advance), strict=True
+            ):
+                recs[ex.id].nll, recs[ex.id].n_tokens = ll.logprob, ll.n_tokens
+    yield from recs.values()

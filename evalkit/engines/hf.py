@@ -1,0 +1,313 @@
+"""The transformers + peft backend: the base loaded once, adapters loaded beside it and
+switched by name, merged variants made by merging in place and unmerging after."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, batches
+from evalkit.engines.chat import end_of_turn, render_chat
+from evalkit.engines.hf_scoring import ScoringMixin
+from evalkit.engines.resolve import resolve_model
+from evalkit.errors import InputError, ModelLoadError
+from evalkit.paths import digest_files
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class HFEngine(ScoringMixin):
+    """An Engine over a transformers model and its peft adapters."""
+
+    def __init__(
+        self,
+        base_spec: str,
+        adapters: dict[str, Path],
+        *,
+        dtype: str = "float32",
+        device: str = "auto",
+        load_in_4bit: bool = False,
+        batch_size: int = 16,
+        relative_to: Path | None = None,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _quiet_transformers()
+        self.name = base_spec
+        self.batch_size = batch_size
+        resolved = resolve_model(base_spec, relative_to=relative_to)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+        if load_in_4bit:
+            kwargs["quantization_config"] = _bnb_4bit_config(dtype)
+        t0 = time.perf_counter()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(resolved.source)
+            model: Any = AutoModelForCausalLM.from_pretrained(resolved.source, **kwargs)
+        except OSError as exc:
+            hint = (
+                None
+                if resolved.is_local
+                else (
+                    "No hub is reachable from here? Use a local model directory, a .gguf file, "
+                    "or builtin:smollm2-135m-instruct."
+                )
+            )
+            raise ModelLoadError(f"could not load model '{base_spec}': {exc}", hint=hint) from None
+        if not load_in_4bit:
+            model.to(self.device)
+        model.eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._base_fp = (
+            digest_files(
+                [
+                    p
+                    for p in Path(resolved.source).glob("*")
+                    if p.suffix in (".json", ".safetensors")
+                ]
+            )
+            if resolved.is_local
+            else base_spec
+        )
+        self._adapter_fp: dict[str, str] = {}
+        self.model: Any = model
+        self.peft: Any = None
+        self._active = "base"
+        for name, path in adapters.items():
+            self._load_adapter(name, path)
+        log.info(
+            "loaded %s with %d adapter(s) in %.1fs",
+            base_spec,
+            len(adapters),
+            time.perf_counter() - t0,
+        )
+        self._generation_defaults()
+
+    # -- variants ---------------------------------------------------------------------
+
+    def _load_adapter(self, name: str, path: Path) -> None:
+        from peft import PeftModel
+
+        weights = [
+            p
+            for p in (path / "adapter_config.json", path / "adapter_model.safetensors")
+            if p.exists()
+        ]
+        from evalkit.decide.integrity import check_lora_shapes
+
+        base = self.model if self.peft is None else self.peft.base_model.model
+        check_lora_shapes(base, path, name)
+        try:
+            if self.peft is None:
+                self.peft = PeftModel.from_pretrained(
+                    self.model, str(path), adapter_name=name, is_trainable=False
+                )
+                self.model = self.peft
+            else:
+                self.peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        except Exception as exc:  # peft raises many kinds for a mismatched adapter
+            raise ModelLoadError(f"could not load adapter '{name}' from {path}: {exc}") from None
+        self._adapter_fp[name] = digest_files(weights)
+        self.model.eval()
+
+    def fingerprint(self, variant: str) -> str:
+        if variant == "base":
+            return self._base_fp
+        adapter = variant.removeprefix("merged:")
+        kind = "merged" if variant.startswith("merged:") else "adapter"
+        return f"{self._base_fp}+{kind}:{self._adapter_fp[adapter]}"
+
+    @contextmanager
+    def variant(self, name: str) -> Iterator[None]:
+        self._active = name
+        try:
+            with self._switch(name):
+                yield
+        finally:
+            self._active = "base"
+
+    def _active_is_base(self) -> bool:
+        return self._active == "base" or self.peft is None
+
+    @contextmanager
+    def _as_base(self) -> Iterator[None]:
+        """The base's function while a variant is active (for KL against the base): an
+        adapter is disabled; a merged adapter is unmerged and merged back after."""
+        if self._active_is_base():
+            yield
+        elif not self._active.startswith("merged:"):
+            with self.peft.disable_adapter():
+                yield
+        else:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Already unmerged")
+                self.peft.base_model.unmerge_adapter()
+            try:
+                with self.peft.disable_adapter():  # unmerged, the LoRA layers are live again
+                    yield
+            finally:
+                self.peft.base_model.merge_adapter(
+                    adapter_names=[self._active.removeprefix("merged:")]
+                )
+
+    @contextmanager
+    def _switch(self, name: str) -> Iterator[None]:
+        if name == "base":
+            if self.peft is None:
+                yield
+                return
+            with self.peft.disable_adapter():
+                yield
+            return
+        adapter = name.removeprefix("merged:")
+        if self.peft is None or adapter not in self._adapter_fp:
+            raise InputError(f"unknown variant '{name}'")
+        self.peft.set_adapter(adapter, inference_mode=True)
+        if not name.startswith("merged:"):
+            yield
+            return
+        # Merge in place and back: no second copy of the model, no save and reload.
+        self.peft.base_model.merge_adapter(adapter_names=[adapter])
+        try:
+            yield
+        finally:
+            with warnings.catch_warnings():
+                # layers that only other adapters target were never merged; peft warns
+                warnings.filterwarnings("ignore", message="Already unmerged")
+                self.peft.base_model.unmerge_adapter()
+
+    # -- requests -------------------------------------------------------------------
+
+    def _generation_defaults(self) -> None:
+        gc = self.model.generation_config
+        for key in ("temperature", "top_p", "top_k"):
+            setattr(gc, key, None)
+        gc.do_sample = False
+
+    def _encode_chat(self, prompt: ChatPrompt) -> list[int]:
+        text = render_chat(self.tokenizer, prompt.user, system=prompt.system)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(
+        self,
+        prompts: list[ChatPrompt],
+        *,
+        max_new_tokens: int,
+        stop: tuple[str, ...] = (),
+        progress: Progress | None = None,
+    ) -> list[str]:
+        import torch
+
+        encoded = [self._encode_chat(p) for p in prompts]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
+        out: list[str] = [""] * len(prompts)
+        pad = self.tokenizer.pad_token_id
+        stops = [s for s in (*stop, end_of_turn(self.tokenizer)) if s]
+        for idx in batches(order, self.batch_size):
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):  # left padding: generation continues at the right
+                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]) :] = 1
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    stop_strings=list(stop) or None,
+                    tokenizer=self.tokenizer if stop else None,
+                )
+            for row, i in enumerate(idx):
+                text = str(self.tokenizer.decode(gen[row, width:], skip_special_tokens=False))
+                out[i] = _cut_at_stops(text, stops, self.tokenizer)
+            if progress:
+                progress(len(idx))
+        return out
+
+    def loglikelihood(
+        self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
+        groups: dict[ChatPrompt, list[int]] = {}
+        for r, (prompt, _) in enumerate(requests):
+            groups.setdefault(prompt, []).append(r)
+        conts = [
+            list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for _, c in requests
+        ]
+        scores = [0.0] * len(requests)
+        items = [(self._encode_chat(p), idx) for p, idx in groups.items()]
+        items.sort(key=lambda it: len(it[0]))  # similar lengths share a batch: less padding
+        for start in range(0, len(items), self.batch_size):
+            batch = items[start : start + self.batch_size]
+            for r, value in self._score_shared_context(batch, conts).items():
+                scores[r] = value
+            if progress:
+                progress(sum(len(idx) for _, idx in batch))
+        return [LogLikelihood(scores[r], len(conts[r])) for r in range(len(requests))]
+
+    def probe_logits(self, texts: list[str]) -> list[np.ndarray]:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for text in texts:
+                ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")
+                logits = self.model(input_ids=ids["input_ids"].to(self.device)).logits[0]
+                out.append(logits.float().cpu().numpy())
+        return out
+
+
+def _quiet_transformers() -> None:
+    """Per-load progress bars and deprecation notices from the libraries would drown the
+    run's own progress; evalkit reports loading itself."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    warnings.filterwarnings("ignore", message=".*past_key_values. is deprecated")
+
+
+def _cut_at_stops(text: str, stops: list[str], tokenizer: Any) -> str:
+    """Cut a completion at its first stop string and drop special tokens after that."""
+    cut = len(text)
+    for s in stops:
+        pos = text.find(s)
+        if pos != -1:
+            cut = min(cut, pos)
+    text = text[:cut]
+    for special in tokenizer.all_special_tokens:
+        text = text.replace(special, "")
+    return text.strip()
+
+
+def _bnb_4bit_config(dtype: str) -> Any:
+    try:
+        import bitsandbytes  # noqa: F401
+        import torch
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise ModelLoadError(
+            "load_in_4bit needs bitsandbytes", hint="pip install bitsandbytes"
+        ) from None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, dtype),
+    )

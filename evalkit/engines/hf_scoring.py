@@ -1,0 +1,231 @@
+"""Scoring requests of the HF engine: log-likelihoods with a shared context, rolling NLL
+over documents, and the per-token KL divergence of a variant from the base on the same
+windows. A mixin so `hf.py` keeps loading and variant switching, and this file the maths.
+
+KL direction: KL(base || variant) = sum_v p_base(v) (log p_base(v) - log p_variant(v)),
+an expectation under the base's next-token distribution. Forgetting is the variant losing
+what the base knew, so the tokens that count are those the base finds likely; this
+direction is large exactly when the variant puts little mass where the base put a lot.
+(KL(variant || base) would instead weigh the tokens the variant now prefers, e.g. its
+trained format, which is the adapter's intended change rather than what it forgot.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from evalkit.engines.base import LogLikelihood, Progress, RollingScore
+
+ROLLING_WINDOW = 1024
+# The KL is taken on each text's first KL_TOKENS tokens: the base's second forward pass
+# then costs a fraction of the NLL pass (the prose probe: 24 × 256 of its 19.8k tokens),
+# and a per-document mean over 256 tokens is already stable (the demo's legal-r16: 0.14 to
+# 0.18 nats/token over documents); the bootstrap over documents carries the rest.
+KL_TOKENS = 256
+# ~1.6 GB of fp32 logits for a 49k vocabulary
+TOKEN_BUDGET = 8192
+
+# (key, start, tokens): read logits at positions start-1 .. start+len(tokens)-2
+Read = tuple[int, int, list[int]]
+
+
+class ScoringMixin:
+    """Needs `model`, `tokenizer`, `device`, `batch_size` and `_as_base()` (a context in
+    which the model computes the base while a variant is active)."""
+
+    model: Any
+    tokenizer: Any
+    device: Any
+    batch_size: int
+
+    def _as_base(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _active_is_base(self) -> bool:
+        raise NotImplementedError
+
+    def _score_shared_context(
+        self, batch: list[tuple[list[int], list[int]]], conts: list[list[int]]
+    ) -> dict[int, float]:
+        """Score every continuation of each context while running the context only once:
+        the contexts go through the model left-padded, their KV cache is repeated once per
+        continuation, and the continuations run on top of it. For multiple choice this
+        costs one pass over the question instead of one per option."""
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        width = max(len(ctx) for ctx, _ in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ctx, _) in enumerate(batch):
+            ids[row, width - len(ctx) :] = torch.tensor(ctx)
+            mask[row, width - len(ctx) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        rows = [(g, r) for g, (_, idx) in enumerate(batch) for r in idx]
+        owner = torch.tensor([g for g, _ in rows])
+        longest = max(len(conts[r]) for _, r in rows)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                use_cache=True,
+            )
+            # logits predicting each continuation token: the context's last position for
+            # the first token, then the continuation's own positions
+            first = torch.log_softmax(out.logits[:, -1].float(), -1)[owner.to(self.device)]
+            later = None
+            if longest > 1:
+                cache = out.past_key_values
+                cache.reorder_cache(owner.to(self.device))
+                cont_ids = torch.full((len(rows), longest - 1), pad, dtype=torch.long)
+                cont_mask = torch.zeros((len(rows), longest - 1), dtype=torch.long)
+                for row, (_, r) in enumerate(rows):
+                    tail = conts[r][:-1]
+                    if tail:
+                        cont_ids[row, : len(tail)] = torch.tensor(tail)
+                    cont_mask[row, : len(tail)] = 1
+                ctx_len = mask.sum(-1)[owner]
+                cont_pos = ctx_len.unsqueeze(1) + torch.arange(longest - 1).unsqueeze(0)
+                full_mask = torch.cat([mask[owner], cont_mask], dim=1)
+                later = torch.log_softmax(
+                    self.model(
+                        input_ids=cont_ids.to(self.device),
+                        attention_mask=full_mask.to(self.device),
+                        position_ids=cont_pos.to(self.device),
+                        past_key_values=cache,
+                        use_cache=False,
+                    ).logits.float(),
+                    -1,
+                )
+        result = {}
+        for row, (_, r) in enumerate(rows):
+            toks = conts[r]
+            total = float(first[row, toks[0]]) if toks else 0.0
+            for k in range(1, len(toks)):
+                assert later is not None
+                total += float(later[row, k - 1, toks[k]])
+            result[r] = total
+        return result
+
+    def _rolling_windows(
+        self, texts: list[str]
+    ) -> tuple[list[list[int]], list[list[Read]], list[int], set[int]]:
+        """Each text in disjoint windows of ROLLING_WINDOW tokens; every token is predicted
+        once, the first from a separator token, later windows start from the last token of
+        the window before."""
+        prefix = self.tokenizer.eos_token_id
+        seqs: list[list[int]] = []
+        reads: list[list[Read]] = []
+        counts = []
+        firsts = set()  # the sequences that open a text
+        for t, text in enumerate(texts):
+            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            counts.append(len(ids))
+            prev = prefix
+            for start in range(0, len(ids), ROLLING_WINDOW - 1):
+                if start == 0:
+                    firsts.add(len(seqs))
+                chunk = ids[start : start + ROLLING_WINDOW - 1]
+                seqs.append([prev, *chunk])
+                reads.append([(t, 1, chunk)])
+                prev = chunk[-1]
+        return seqs, reads, counts, firsts
+
+    def rolling_nll(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[LogLikelihood]:
+        seqs, reads, counts, _ = self._rolling_windows(texts)
+        scores, _ = self._score_sequences(seqs, reads, progress, n_keys=len(texts))
+        return [LogLikelihood(-scores[t], counts[t]) for t in range(len(texts))]
+
+    def rolling_kl(
+        self, texts: list[str], *, progress: Progress | None = None
+    ) -> list[RollingScore]:
+        """Rolling NLL of the active variant and, on the same windows, the summed per-token
+        KL(base || variant). The base's logits come from a second forward pass of the same
+        batch inside `_as_base()`, so no logits leave the engine. For the base itself the
+        KL is 0 and no second pass runs."""
+        seqs, reads, counts, firsts = self._rolling_windows(texts)
+        scores, kls = self._score_sequences(
+            seqs,
+            reads,
+            progress,
+            n_keys=len(texts),
+            kl_on=set() if self._active_is_base() else firsts,
+        )
+        kl_tokens = [min(c, KL_TOKENS) for c in counts]
+        return [
+            RollingScore(-scores[t], counts[t], kls[t], kl_tokens[t]) for t in range(len(texts))
+        ]
+
+    def _score_sequences(
+        self,
+        seqs: list[list[int]],
+        reads: list[list[Read]],
+        progress: Progress | None,
+        n_keys: int,
+        kl_on: set[int] | None = None,
+    ) -> tuple[list[float], list[float]]:
+        """Run each sequence once (batched, right-padded) and sum, per key, the
+        log-probabilities of the tokens each read names; for the sequences in `kl_on`, also
+        the KL of the base's next-token distribution from the variant's over their first
+        KL_TOKENS positions (the base from a second, shorter pass inside `_as_base()`)."""
+        import torch
+
+        total = [0.0] * n_keys
+        kl_total = [0.0] * n_keys
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+        pad = self.tokenizer.pad_token_id
+        for idx in self._token_batches(order, [len(x) for x in seqs]):
+            width = max(len(seqs[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+                mask[row, : len(seqs[i])] = 1
+            inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+            with torch.inference_mode():
+                logits = self.model(**inputs).logits
+                base_logits = None
+                if kl_on and any(i in kl_on for i in idx):
+                    # causal: the first KL_TOKENS positions need no later context
+                    cut = {k: v[:, : KL_TOKENS + 1] for k, v in inputs.items()}
+                    with self._as_base():
+                        base_logits = self.model(**cut).logits
+                for row, i in enumerate(idx):
+                    for key, start, tokens in reads[i]:
+                        sl = slice(start - 1, start - 1 + len(tokens))
+                        logp = torch.log_softmax(logits[row, sl].float(), dim=-1)
+                        target = torch.tensor(tokens, device=logp.device).unsqueeze(1)
+                        total[key] += float(logp.gather(1, target).sum())
+                        if base_logits is not None and i in (kl_on or ()):
+                            n = min(len(tokens), KL_TOKENS)
+                            span = base_logits[row, start - 1 : start - 1 + n].float()
+                            base_logp = torch.log_softmax(span, dim=-1)
+                            kl = (base_logp.exp() * (base_logp - logp[:n])).sum(-1)
+                            kl_total[key] += float(kl.clamp(min=0.0).sum())
+            if progress:
+                progress(len(idx))
+        return total, kl_total
+
+    def _token_batches(
+        self, order: list[int], lengths: list[int], budget: int | None = None
+    ) -> Iterator[list[int]]:
+        """Batches of at most batch_size sequences and `budget` padded tokens: a full
+        forward keeps logits for every position (tokens × vocab floats), so long documents
+        must come in smaller batches than short prompts."""
+        budget = TOKEN_BUDGET if budget is None else budget
+        batch: list[int] = []
+        width = 0
+        for i in order:
+            grown = max(width, lengths[i])
+            if batch and (len(batch) >= self.batch_size or grown * (len(batch) + 1) > budget):
+                yield batch
+                batch, grown = [], lengths[i]
+            batch.append(i)
+            width = grown
+        if batch:
+            yield batch

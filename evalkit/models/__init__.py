@@ -1,1 +1,0 @@
-"""The Engine: one base model in memory, variants switched on it, batched requests."""

@@ -1,0 +1,354 @@
+"""report.html: one self-contained page (inline CSS, JS and SVG; no external resources).
+
+The page is rendered by Jinja2 with autoescaping on, from a "view" built here: every
+string a template prints is plain data that Jinja escapes, and numbers arrive already
+formatted. Nothing from the results is ever marked safe: the only markup passed through
+unescaped is this package's own CSS and JS files.
+
+The verdict, the result matrix and the charts are server-rendered HTML and SVG, so they
+read without script. The per-example tables are data (``_samples``) rendered page by page
+by ``templates/_report.js`` with ``textContent`` only. The Content-Security-Policy allows
+exactly the page's own inline script and style, by their sha256 hashes, and nothing else:
+no network, no other script, no inline event handlers.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from evalkit.outputs import _charts, _samples, _sections
+from evalkit.outputs import _fmt as f
+
+if TYPE_CHECKING:
+    import jinja2
+
+Row = dict[str, Any]
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    import jinja2  # only when rendering: it is most of this package's import time
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("evalkit.outputs", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@lru_cache(maxsize=4)
+def _asset(name: str) -> str:
+    text = resources.files("evalkit.outputs").joinpath("templates", name).read_text("utf-8")
+    closing = "</script" if name.endswith(".js") else "</style"
+    for bad in (closing, "<!--"):  # would end the inline element early, or confuse its end
+        if bad in text.lower():
+            raise ValueError(f"templates/{name} must not contain {bad!r}")
+    return text
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+def csp(script: str, style: str) -> str:
+    """The page's policy: its own inline script and style (by hash) and nothing else."""
+    return (
+        f"default-src 'none'; script-src {_sha256(script)}; style-src {_sha256(style)}; "
+        "img-src data:; base-uri 'none'; form-action 'none'"
+    )
+
+
+def _s(x: Any) -> str:
+    return "" if x is None else str(x)
+
+
+def _task_names(results: Mapping[str, Any]) -> list[str]:
+    names = [_s(t.get("name")) for t in results.get("tasks") or []]
+    for m in results.get("metrics") or []:
+        if _s(m.get("task")) not in names:
+            names.append(_s(m.get("task")))
+    return names
+
+
+def _gates(results: Mapping[str, Any]) -> list[Row]:
+    rows = []
+    for g in results.get("gates") or []:
+        severity = _s(g.get("severity") or "error")
+        passed = bool(g.get("passed"))
+        status = "passed" if passed else ("warned" if severity == "warning" else "failed")
+        if g.get("inconclusive"):  # a gate on a judge that failed its calibration
+            status = "inconclusive"
+        rows.append(
+            {
+                "name": _s(g.get("name")),
+                "status": status,
+                "severity": severity,
+                "detail": _s(g.get("detail")),
+            }
+        )
+    return rows
+
+
+def _forgetting(results: Mapping[str, Any], meta: Mapping[tuple[str, str], Row]) -> list[Row]:
+    rows = []
+    for variant, info in (results.get("forgetting") or {}).items():
+        probes = []
+        for p in info.get("probes") or []:
+            task, metric = _s(p.get("task")), _s(p.get("metric"))
+            kind, unit = f.meta_for(meta, task, metric)
+            probes.append(
+                {
+                    "task": task,
+                    "metric": _s((meta.get((task, metric)) or {}).get("label") or metric),
+                    "delta": f.fmt_delta(p.get("delta"), kind, unit),
+                    "ci": f.fmt_ci(p.get("ci_low"), p.get("ci_high"), kind, unit),
+                    "margin": f.fmt_margin(p.get("margin"), kind, unit),
+                }
+            )
+        rows.append(
+            {"variant": _s(variant), "flagged": bool(info.get("flagged")), "probes": probes}
+        )
+    return rows
+
+
+def _integrity(results: Mapping[str, Any]) -> list[Row]:
+    return [
+        {
+            "check": _s(c.get("check")),
+            "variant": _s(c.get("variant")),
+            "passed": bool(c.get("passed")),
+            "value": f.fmt_num(c.get("value")),
+            "tolerance": f.fmt_num(c.get("tolerance")),
+            "detail": _s(c.get("detail")),
+        }
+        for c in results.get("integrity") or []
+    ]
+
+
+def _glance(results: Mapping[str, Any], base: str) -> list[Row]:
+    """One row per non-base variant: verdict counts, forgetting, integrity."""
+    forgetting = results.get("forgetting") or {}
+    rows = []
+    for v in results.get("variants") or []:
+        name = _s(v.get("name"))
+        if name == base:
+            continue
+        counts = dict.fromkeys(f.VERDICTS, 0)
+        for c in results.get("comparisons") or []:
+            if c.get("baseline", base) != base:  # against an earlier run: shown on its own
+                continue
+            if c.get("variant") == name and c.get("verdict") in counts:
+                counts[c["verdict"]] += 1
+        checks = [c for c in results.get("integrity") or [] if c.get("variant") == name]
+        rows.append(
+            {
+                "name": name,
+                "kind": _s(v.get("kind")),
+                "counts": counts,
+                "flagged": bool((forgetting.get(name) or {}).get("flagged")),
+                "integrity": (
+                    "—"
+                    if not checks
+                    else f"{sum(bool(c.get('passed')) for c in checks)}/{len(checks)} passed"
+                ),
+                "integrity_ok": all(bool(c.get("passed")) for c in checks),
+            }
+        )
+    return rows
+
+
+def _cell(
+    metric: Mapping[str, Any] | None, comp: Mapping[str, Any] | None, kind: str, unit: str
+) -> Row:
+    m = metric or {}
+    value = m.get("value") if metric else (comp or {}).get("value")
+    cell: Row = {
+        "value": f.fmt_value(value, unit),
+        "n": _s(m.get("n") if metric else (comp or {}).get("n")),
+        "unscored": int(m.get("n_unscored") or 0),
+        "comp": None,
+    }
+    if comp is not None:
+        verdict = _s(comp.get("verdict") or "inconclusive")
+        details = [
+            f"test: {_s(comp.get('test'))}",
+            f"p = {f.fmt_p(comp.get('p_value'))}",
+            f"p (adjusted) = {f.fmt_p(comp.get('p_adjusted'))}",
+            f"n = {_s(comp.get('n'))}",
+            f"margin {f.fmt_margin(comp.get('margin'), kind, unit)}",
+            f"MDE {f.fmt_margin(comp.get('mde'), kind, unit)}",
+            f"baseline {_s(comp.get('baseline'))} = {f.fmt_value(comp.get('base_value'), unit)}",
+        ]
+        cell["comp"] = {
+            "delta": f.fmt_delta(comp.get("delta"), kind, unit),
+            "ci": f.fmt_ci(comp.get("ci_low"), comp.get("ci_high"), kind, unit),
+            "verdict": verdict if verdict in f.VERDICTS else "inconclusive",
+            "p_adj": f.fmt_p(comp.get("p_adjusted")),
+            "title": "; ".join(details),
+        }
+    return cell
+
+
+def _matrix(
+    results: Mapping[str, Any], meta: Mapping[tuple[str, str], Row], variants: list[str], base: str
+) -> dict[str, list[Row]]:
+    """task -> one row per metric, one cell per variant."""
+    metrics = {
+        (_s(m.get("task")), _s(m.get("variant")), _s(m.get("metric"))): m
+        for m in results.get("metrics") or []
+    }
+    comps: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    for c in results.get("comparisons") or []:
+        key = (_s(c.get("task")), _s(c.get("variant")), _s(c.get("metric")))
+        if c.get("baseline", base) == base or key not in comps:
+            comps[key] = c
+    out: dict[str, list[Row]] = {}
+    for task, metric in meta:
+        m = meta[(task, metric)]
+        kind, unit = f.meta_for(meta, task, metric)
+        cells = []
+        for v in variants:
+            comp = None if v == base else comps.get((task, v, metric))
+            cells.append(_cell(metrics.get((task, v, metric)), comp, kind, unit))
+        out.setdefault(task, []).append(
+            {
+                "name": metric,
+                "label": _s(m.get("label") or metric),
+                "direction": {True: "higher is better", False: "lower is better"}.get(
+                    m.get("higher_is_better", True), "a change either way is a drift"
+                ),
+                "delta_note": "Δ as relative change"
+                if kind == "ratio"
+                else ("Δ in percentage points" if unit == "fraction" else "Δ in metric units"),
+                "cells": cells,
+            }
+        )
+    return out
+
+
+def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
+    """Everything the template prints, as plain strings, numbers, booleans and lists.
+
+    ``clean``: the caller already passed ``results`` through ``to_jsonable``.
+    """
+    results = results if clean else f.to_jsonable(results)
+    base = f.base_variant(results)
+    meta = f.metric_meta(results)
+    variant_rows = list(results.get("variants") or [])
+    variants = [_s(v.get("name")) for v in variant_rows] or [base]
+    suite = results.get("suite") or {}
+    run = results.get("run") or {}
+    exit_code = results.get("exit_code")
+    task_decl = {_s(t.get("name")): t for t in results.get("tasks") or []}
+    kinds = {name: _s(t.get("kind") or "golden") for name, t in task_decl.items()}
+    by_task: dict[str, list[Mapping[str, Any]]] = {}
+    for s in results.get("samples") or []:
+        by_task.setdefault(_s(s.get("task")), []).append(s)
+    matrix = _matrix(results, meta, variants, base)
+    tasks: list[Row] = []
+    payloads: list[Row] = []
+    for i, name in enumerate(_task_names(results)):
+        t = task_decl.get(name) or {}
+        sam = None
+        if by_task.get(name):
+            sam = _samples.task_payload(name, by_task[name], variants, base, meta)
+            sam["index"] = len(payloads)
+            payloads.append(sam.pop("payload"))
+        tasks.append(
+            {
+                "anchor": f"task-{i}",
+                "name": name,
+                "kind": kinds.get(name, "golden"),
+                "description": _s(t.get("description")),
+                "n": _s(t.get("n")),
+                "rows": matrix.get(name, []),
+                "samples": sam,
+            }
+        )
+    no_samples = [
+        t["name"] for t in tasks if t["samples"] is None and t["rows"] and t["kind"] == "probe"
+    ]
+    gates = _gates(results)
+    forgetting = _forgetting(results, meta)
+    integrity = _integrity(results)
+    raw_err = results.get("error")
+    err: Mapping[str, Any] = raw_err if isinstance(raw_err, Mapping) else {}
+    encoding, page_data = _samples.encode({"base": base, "variants": variants, "tasks": payloads})
+    return {
+        "suite": {k: _s(suite.get(k)) for k in ("name", "path", "sha256", "text")},
+        "base": {k: _s((results.get("base") or {}).get(k)) for k in ("model", "fingerprint")},
+        "base_variant": base,
+        "evalkit_version": _s(results.get("evalkit_version")),
+        "run": {
+            "started_at": _s(run.get("started_at")),
+            "finished_at": _s(run.get("finished_at")),
+            "duration": f.fmt_duration(run.get("duration_s")),
+            "seed": _s(run.get("seed")),
+            "limit": "none" if run.get("limit") is None else _s(run.get("limit")),
+            "smoke": bool(run.get("smoke")),
+            "device": _s(run.get("device")),
+            "output_dir": _s(run.get("output_dir")),
+        },
+        "versions": [(_s(k), _s(v)) for k, v in (run.get("versions") or {}).items()],
+        "settings": _sections.flat_pairs(run["cache"], "cache") if run.get("cache") else [],
+        "fingerprints": _sections.flat_pairs(results.get("fingerprints") or {}),
+        "baseline": _sections.flat_pairs(results["baseline"]) if results.get("baseline") else [],
+        "baseline_rows": _sections.baseline_comparisons(results, meta, base),
+        "overall": f.overall(exit_code),
+        "exit_code": _s(exit_code),
+        "exit_meaning": f.exit_meaning(exit_code),
+        "error_message": _s(err.get("message")),
+        "gates": gates,
+        "gates_failed": sum(g["status"] == "failed" for g in gates),
+        "gates_warned": sum(g["status"] in ("warned", "inconclusive") for g in gates),
+        "forgetting": forgetting,
+        "flagged": [r["variant"] for r in forgetting if r["flagged"]],
+        "integrity": integrity,
+        "integrity_failed": sum(not c["passed"] for c in integrity),
+        "glance": _glance(results, base),
+        "warnings": [_s(w) for w in results.get("warnings") or []],
+        "variants": [
+            {k: _s(v.get(k)) for k in ("name", "kind", "adapter", "path", "fingerprint")}
+            | {"training": _sections.training(v)}
+            for v in variant_rows
+        ],
+        "variant_names": variants,
+        "tasks": tasks,
+        "forest": _charts.forest(results, meta, kinds),
+        "histograms": _charts.histograms(results, meta, variants, base),
+        "no_samples": no_samples,
+        "sweep": _charts.sweep(results, meta, kinds),
+        "judges": _sections.judges(results),
+        "has_samples": bool(payloads),
+        "page_data": page_data,
+        "page_encoding": encoding,
+    }
+
+
+def render_html(results: Mapping[str, Any], *, clean: bool = False) -> str:
+    """report.html text (``clean``: ``results`` already went through ``to_jsonable``)."""
+    import markupsafe
+
+    script, style = _asset("_report.js"), _asset("_report.css")
+    view = build_view(results, clean=clean)
+    # JSON with no < > & left (see _samples.safe_json), or base64: nothing that is markup
+    view["page_data"] = markupsafe.Markup(view["page_data"])
+    return (
+        _env()
+        .get_template("report.html.j2")
+        .render(
+            v=view,
+            csp=markupsafe.Markup(csp(script, style)),  # our own text: hashes, no data
+            # Our own files, checked by _asset not to close their element: the only markup
+            # that is not escaped. page_data is JSON escaped by _samples.safe_json.
+            script=markupsafe.Markup(script),
+            style=markupsafe.Markup(style),
+        )
+    )

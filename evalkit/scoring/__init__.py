@@ -1,0 +1,1 @@
+"""Records -> Scores: metrics, text measures and LLM judges."""

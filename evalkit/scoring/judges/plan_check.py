@@ -1,0 +1,111 @@
+"""Validate-time checks of a task's judges, and their metric specs for the plan."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.errors import SuiteError
+from evalkit.scoring.metrics import MetricSpec
+from evalkit.suite.yaml_lines import Loc
+
+if TYPE_CHECKING:
+    from evalkit.suite.config import TaskConfig
+    from evalkit.suite.loader import Suite
+
+
+def judge_metric_specs(
+    suite: Suite, task: TaskConfig, loc: Loc, columns: set[str]
+) -> list[MetricSpec]:
+    """Load every judge spec the task names, check its template's variables against what
+    the judge and the dataset supply, and return one `judge:<name>` metric per judge."""
+    from evalkit.scoring.judges.spec import check_template_vars, load_judge_spec
+
+    out: list[MetricSpec] = []
+    for i, entry in enumerate(task.judges):
+        where = loc + ("judges", i)
+        path = suite.resolve(entry.spec)
+        if not path.is_file():
+            raise suite.error(
+                where + ("spec",),
+                f"judge spec {path} not found",
+                hint="`spec:` is a path relative to the suite, e.g. ../judges/general.yaml.",
+            )
+        spec = load_judge_spec(path)
+        check_template_vars(spec, columns, task.reference is not None)
+        labels = suite.resolve(entry.labels) if entry.labels else None
+        if labels is not None and not labels.is_file():
+            raise suite.error(where + ("labels",), f"labels file {labels} not found")
+        known = suite.config.all_variants()
+        for v in entry.variants or []:
+            if v not in known:
+                raise suite.error(
+                    where + ("variants",),
+                    f"judge variants names '{v}', not a variant of this suite",
+                    hint=f"Variants: {', '.join(known)}.",
+                )
+        name = f"judge:{entry.name or spec.name}"
+        if name in [m.name for m in out]:
+            raise suite.error(where, f"two judges are both named {name}; give one a `name:`")
+        lo, hi = spec.scale
+        label = (
+            f"judge {spec.name}: win rate vs base"
+            if spec.kind == "pairwise"
+            else f"judge {spec.name} ({lo}-{hi})"
+        )
+        out.append(
+            MetricSpec(
+                name,
+                "judge",
+                "generate",
+                "higher",
+                entry.margin,
+                label=label,
+                params={
+                    "spec_path": str(path),
+                    "labels": str(labels) if labels else None,
+                    "judge_kind": spec.kind,
+                    "variants": list(entry.variants) if entry.variants else None,
+                },
+            )
+        )
+    if out and suite.config.judge is None:
+        # Without a provider section the default endpoint needs a model name and a key;
+        # say so now rather than after generation.
+        raise SuiteError(
+            "the task has judges but the suite has no `judge:` section",
+            file=suite.path,
+            line=None,
+            hint="Add judge: {provider: {serve: builtin:smollm2-135m-instruct}} for the "
+            "local judge, or provider: {base_url: ..., model: ...}.",
+        )
+    if out:
+        _check_provider(suite)
+    return out
+
+
+def _check_provider(suite: Suite) -> None:
+    from evalkit.errors import InputError
+    from evalkit.scoring.judges.local_server import resolve_gguf
+
+    provider = suite.config.judge.provider if suite.config.judge else None
+    if provider is None:
+        return
+    if provider.serve:
+        try:
+            resolve_gguf(provider.serve, suite.root)
+        except InputError as exc:
+            raise suite.error(("judge", "provider", "serve"), exc.message, exc.hint) from None
+    elif not provider.model:
+        raise suite.error(
+            ("judge", "provider"),
+            "the judge provider needs `model:` (the model name at the endpoint)",
+            hint="Or use serve: builtin:smollm2-135m-instruct for the local judge.",
+        )
+    else:
+        from evalkit.scoring.judges.core import resolve_endpoint
+
+        # a missing API key fails here, before any model loads, not after generation
+        try:
+            resolve_endpoint(provider, suite.root)
+        except InputError as exc:
+            raise suite.error(("judge", "provider"), exc.message, exc.hint) from None

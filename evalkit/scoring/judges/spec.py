@@ -1,0 +1,166 @@
+"""A judge spec: `judges/NAME.yaml` plus the Jinja template it names.
+
+Specs belong to users, so every mistake is reported with the spec's file and line, and a
+template that uses a variable the judge cannot supply fails at `evalkit validate`, before
+any call is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evalkit.errors import SuiteError
+from evalkit.suite.yaml_lines import format_loc, line_for, load_yaml_with_lines
+
+JudgeKind = Literal["rubric", "reference", "pairwise"]
+
+# What evalkit supplies to every template, beside the dataset's columns.
+COMMON_VARS = {"question", "rubric", "scale_min", "scale_max", "delimiter_note"}
+KIND_VARS: dict[str, set[str]] = {
+    "rubric": {"answer", "reference"},
+    "reference": {"answer", "reference"},
+    "pairwise": {"answer_a", "answer_b", "reference"},
+}
+
+
+class JudgeSpecConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    kind: JudgeKind
+    description: str | None = None
+    template: str = Field(description="the Jinja template file, relative to this spec")
+    system: str | None = None
+    scale: tuple[int, int] = (1, 5)
+    rubric: str = ""
+
+    @model_validator(mode="after")
+    def _scale(self) -> JudgeSpecConfig:
+        lo, hi = self.scale
+        if self.kind != "pairwise" and not lo < hi:
+            raise ValueError(f"scale must be [min, max] with min < max, got [{lo}, {hi}]")
+        return self
+
+
+@dataclass(frozen=True)
+class JudgeSpec:
+    """A loaded spec: its config, template text and where both came from."""
+
+    config: JudgeSpecConfig
+    path: Path
+    template_path: Path
+    template: str
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def scale(self) -> tuple[int, int]:
+        # A pairwise verdict becomes a per-example win value in [0, 1].
+        return (0, 1) if self.kind == "pairwise" else self.config.scale
+
+    @property
+    def template_sha256(self) -> str:
+        # The system text is part of the prompt, so it is part of the hash (and the cache key).
+        text = (self.config.system or "") + "\x00" + self.template + "\x00" + self.config.rubric
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def allowed_vars(self, columns: set[str]) -> set[str]:
+        return COMMON_VARS | KIND_VARS[self.kind] | columns
+
+
+def load_judge_spec(path: Path) -> JudgeSpec:
+    """Read and check a judge spec. Raises SuiteError naming the spec file and line."""
+    data, lines = load_yaml_with_lines(path)
+    if not isinstance(data, dict):
+        raise SuiteError(
+            "a judge spec is a YAML mapping with `name`, `kind` and `template`",
+            file=path,
+            line=1,
+            hint="See judges/general.yaml for an example.",
+        )
+    try:
+        config = JudgeSpecConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key '{loc[-1]}' in judge spec"
+            hint = f"Known keys: {', '.join(JudgeSpecConfig.model_fields)}."
+        elif err["type"] == "missing":
+            msg, hint = f"missing required key '{loc[-1]}' in judge spec", "Add it to the spec."
+        else:
+            msg = f"{format_loc(loc)}: {str(err['msg']).removeprefix('Value error, ')}"
+            hint = None
+        raise SuiteError(msg, file=path, line=line_for(lines, loc), hint=hint) from None
+    template_path = path.parent / config.template
+    try:
+        template = template_path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        raise SuiteError(
+            f"template file {template_path} not found",
+            file=path,
+            line=line_for(lines, ("template",)),
+            hint="`template:` is a path relative to the spec file.",
+        ) from None
+    spec = JudgeSpec(config, path, template_path, template)
+    _check_syntax(spec)
+    return spec
+
+
+def _check_syntax(spec: JudgeSpec) -> None:
+    from jinja2 import TemplateSyntaxError
+
+    from evalkit.plan.build import prompt_environment
+
+    try:
+        prompt_environment().parse(spec.template)
+    except TemplateSyntaxError as exc:
+        raise SuiteError(
+            f"template syntax error: {exc.message}", file=spec.template_path, line=exc.lineno
+        ) from None
+
+
+def check_template_vars(spec: JudgeSpec, columns: set[str], has_reference: bool) -> None:
+    """Fail on a template variable the judge cannot supply (validate time, no call made)."""
+    from jinja2 import meta
+
+    from evalkit.plan.build import prompt_environment
+
+    ast = prompt_environment().parse(spec.template)
+    used = set(meta.find_undeclared_variables(ast))
+    unknown = used - spec.allowed_vars(columns)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise SuiteError(
+            f"template uses unknown variable '{name}'",
+            file=spec.template_path,
+            line=_line_of(spec.template, name),
+            hint="Variables: "
+            + ", ".join(sorted(COMMON_VARS | KIND_VARS[spec.kind]))
+            + (", and the dataset's columns: " + ", ".join(sorted(columns)) if columns else ""),
+        )
+    if "reference" in used and not has_reference:
+        raise SuiteError(
+            "template uses 'reference' but the task has no `reference:` template",
+            file=spec.template_path,
+            line=_line_of(spec.template, "reference"),
+            hint="Add `reference:` to the task, or use a rubric judge.",
+        )
+
+
+def _line_of(text: str, name: str) -> int | None:
+    for i, line in enumerate(text.splitlines(), 1):
+        if name in line:
+            return i
+    return None

@@ -1,0 +1,346 @@
+"""The suite file as typed, validated config.
+
+Every model forbids unknown keys, so a typo is an error that names the key, its line and
+the key that was probably meant, instead of a setting silently ignored. Checks that need
+more than one field (an adapter named by a gate exists, a data file exists) live in
+`evalkit.suite.loader`, which loads this config.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MetricType = Literal[
+    "exact_match",
+    "contains",
+    "regex",
+    "json_valid",
+    "json_field_match",
+    "reference_perplexity",
+]
+VARIANT_RE = re.compile(r"^(base|merged:[A-Za-z0-9_.-]+|[A-Za-z0-9_.-]+)$")
+NAME_RE = r"^[A-Za-z0-9_.-]+$"
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseModelConfig(StrictModel):
+    """The base model every variant is built on."""
+
+    model: str = Field(description="builtin:NAME, a model directory, a .gguf file or org/name")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    load_in_4bit: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class TrainDataConfig(StrictModel):
+    """Training pairs: `prompt`/`completion` columns, Jinja templates over the columns
+    (as task prompts are), or a chat column of {role, content} messages."""
+
+    path: str
+    prompt: str | None = Field(default=None, description="a Jinja template over the columns")
+    completion: str | None = Field(default=None, description="a Jinja template")
+    prompt_column: str = "prompt"
+    completion_column: str = "completion"
+    messages: str | None = Field(default=None, description="a chat column instead")
+    system: str | None = None
+
+
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+
+
+class TrainConfig(StrictModel):
+    """An adapter evalkit trains (or reuses from its cache) on the suite's base."""
+
+    data: TrainDataConfig | Annotated[list[TrainDataConfig], Field(min_length=1)]
+    rank: PosInt = 16
+    alpha: PosInt | None = Field(default=None, description="default: 2 x rank")
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: Literal["all-linear"] | Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    learning_rate: PosFloat = 1e-3
+    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    epochs: PosInt = 3
+    max_steps: PosInt | None = None
+    batch_size: PosInt = 8
+    grad_accum: PosInt = 1
+    max_seq_len: PosInt = 512
+    seed: int = 0
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    qlora: bool = False
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class SweepConfig(StrictModel):
+    """Values to train one adapter per combination of; each becomes an adapter named
+    `<name>-r8`, `<name>-r8-lr0.001`, ..."""
+
+    rank: Annotated[list[PosInt], Field(min_length=1)] | None = None
+    learning_rate: Annotated[list[PosFloat], Field(min_length=1)] | None = None
+    epochs: Annotated[list[PosInt], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> SweepConfig:
+        if not (self.rank or self.learning_rate or self.epochs):
+            raise ValueError("a sweep needs at least one of rank, learning_rate, epochs")
+        return self
+
+
+class AdapterConfig(StrictModel):
+    """A LoRA adapter: a peft directory (`path:`), or one to train (`train:`), optionally
+    swept over rank / learning rate / epochs (`sweep:`)."""
+
+    path: str | None = None
+    train: TrainConfig | None = None
+    sweep: SweepConfig | None = None
+    # Set by sweep expansion, not written by hand: the sweep this adapter is a point of.
+    sweep_of: str | None = None
+    sweep_settings: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _path_or_train(self) -> AdapterConfig:
+        if (self.path is None) == (self.train is None):
+            raise ValueError("an adapter needs either `path:` or a `train:` block (not both)")
+        if self.sweep is not None and self.train is None:
+            raise ValueError("`sweep:` needs a `train:` block to vary")
+        return self
+
+
+class DataConfig(StrictModel):
+    path: str = Field(description="a .jsonl/.csv/.parquet file or a saved dataset directory")
+    split: str | None = None
+
+
+class GenerationConfig(StrictModel):
+    max_new_tokens: Annotated[int, Field(gt=0, le=4096)] = 128
+    stop: list[str] = Field(default_factory=list)
+
+
+class MetricConfig(StrictModel):
+    type: MetricType
+    name: Annotated[str | None, Field(pattern=NAME_RE)] = None
+    value: str | None = Field(default=None, description="the text (contains) or pattern (regex)")
+    field: str | None = Field(default=None, description="the JSON field (json_field_match)")
+    margin: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _needs(self) -> MetricConfig:
+        if self.type in ("contains", "regex") and not self.value:
+            raise ValueError(f"metric type '{self.type}' needs `value:`")
+        if self.type == "json_field_match" and not self.field:
+            raise ValueError("metric type 'json_field_match' needs `field:`")
+        if self.type == "regex" and self.value:
+            try:
+                re.compile(self.value)
+            except re.error as exc:
+                raise ValueError(f"`value:` is not a valid regular expression: {exc}") from None
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return f"{self.type}_{self.field}" if self.type == "json_field_match" else self.type
+
+
+class TaskJudgeConfig(StrictModel):
+    """An LLM judge on a task's outputs; its scores become the metric `judge:<name>`."""
+
+    spec: str = Field(description="a judge spec YAML, e.g. ../judges/general.yaml")
+    name: Annotated[str | None, Field(pattern=NAME_RE)] = None
+    margin: Annotated[float, Field(ge=0)] = 0.0
+    labels: str | None = Field(default=None, description="human labels (JSONL) to calibrate on")
+    variants: list[str] | None = Field(
+        default=None, description="judge only these variants (default: all); others unscored"
+    )
+
+
+class TaskConfig(StrictModel):
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    description: str | None = None
+    data: DataConfig
+    prompt: str = Field(description="a Jinja template over the dataset's columns")
+    reference: str | None = Field(default=None, description="a Jinja template, e.g. {{ answer }}")
+    id: str | None = Field(default=None, description="the column holding example ids")
+    system: str | None = None
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    metrics: Annotated[list[MetricConfig], Field(min_length=1)]
+    judges: list[TaskJudgeConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_metric_names(self) -> TaskConfig:
+        labels = [m.label for m in self.metrics]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"two metrics are both named {dupes[0]}; give one a `name:`")
+        return self
+
+
+BuiltinProbe = Literal[
+    "knowledge-mc",
+    "knowledge-open",
+    "prose-perplexity",
+    "prose-bpb",
+    "prose-kl",
+    "open-ended",
+    "open-overlap",
+]
+
+
+class ProbesConfig(StrictModel):
+    builtin: bool | list[BuiltinProbe] = True
+    margins: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict, description="per-probe margin overrides, by probe name"
+    )
+    extra: list[TaskConfig] = Field(default_factory=list)
+
+
+GateRequire = Literal[
+    "improved", "not_regressed", "no_forgetting", "at_least", "at_most", "max_judge_error_rate"
+]
+
+
+class GateConfig(StrictModel):
+    name: str | None = None
+    variant: str
+    require: GateRequire
+    task: str | None = None
+    metric: str | None = None
+    value: float | None = Field(default=None, description="the threshold for at_least/at_most")
+    severity: Literal["error", "warning"] = "error"
+
+    @model_validator(mode="after")
+    def _fields_for_require(self) -> GateConfig:
+        if self.require == "no_forgetting":
+            if self.task or self.metric:
+                raise ValueError("a no_forgetting gate takes no `task:` or `metric:`")
+        elif not (self.task and self.metric):
+            raise ValueError(f"a gate with require: {self.require} needs `task:` and `metric:`")
+        if self.require in ("at_least", "at_most", "max_judge_error_rate") and self.value is None:
+            raise ValueError(f"require: {self.require} needs a `value:` threshold")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.require == "no_forgetting":
+            return f"{self.variant}: no forgetting"
+        what = f"{self.task}/{self.metric}"
+        if self.require == "max_judge_error_rate":
+            return f"{self.variant}: {what} judge error rate <= {self.value}"
+        if self.require in ("at_least", "at_most"):
+            op = ">=" if self.require == "at_least" else "<="
+            return f"{self.variant}: {what} {op} {self.value}"
+        return f"{self.variant}: {what} {self.require.replace('_', ' ')}"
+
+
+class IntegrityConfig(StrictModel):
+    adapter_min_effect: Annotated[float, Field(gt=0)] = Field(
+        default=1e-3, description="max |Δlogit| below which an adapter counts as not applied"
+    )
+    merge_kl_tolerance: Annotated[float | None, Field(gt=0)] = Field(
+        default=None,
+        description="max KL (nats/token) between merged and adapter; default by precision "
+        "(fp32 1e-3, half 2e-2, 4-bit 1e-1)",
+    )
+    merge_min_agreement: Annotated[float | None, Field(gt=0, le=1)] = Field(
+        default=None,
+        description="min top-1 agreement of merged and adapter; default by precision "
+        "(fp32 0.99, half 0.95, 4-bit 0.90)",
+    )
+    on_failure: Literal["error", "warning"] = "error"
+
+
+class Settings(StrictModel):
+    batch_size: Annotated[int, Field(gt=0, le=1024)] = 16
+    seed: int = 0
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000
+    integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+
+
+class JudgeProviderConfig(StrictModel):
+    """Where judge calls go: a local llama.cpp server evalkit starts (`serve:`), or any
+    OpenAI-compatible endpoint (`base_url:`, else $OPENAI_BASE_URL or the api default)."""
+
+    serve: str | None = Field(default=None, description="builtin:NAME or a .gguf path")
+    base_url: str | None = None
+    model: str | None = Field(default=None, description="the judge model name at the endpoint")
+    api_key_env: str = "OPENAI_API_KEY"
+    base_url_env: str = "OPENAI_BASE_URL"
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 4
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    max_tokens: Annotated[int, Field(gt=0, le=4096)] = 64
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    structured: bool = Field(default=True, description="ask for JSON-schema output")
+    logprobs: bool = Field(default=True, description="ask for top_logprobs (weighted score)")
+    n_ctx: Annotated[int, Field(ge=256, le=32768)] = 2048
+    threads: Annotated[int, Field(ge=1, le=64)] = 1
+
+    @model_validator(mode="after")
+    def _one_endpoint(self) -> JudgeProviderConfig:
+        if self.serve and self.base_url:
+            raise ValueError("give `serve:` (a local server) or `base_url:`, not both")
+        return self
+
+
+class JudgesConfig(StrictModel):
+    provider: JudgeProviderConfig = Field(default_factory=JudgeProviderConfig)
+    min_kappa: Annotated[float | None, Field(ge=-1, le=1)] = Field(
+        default=None, description="below this kappa on its labels a judge's gates are inconclusive"
+    )
+
+
+class SuiteConfig(StrictModel):
+    """A suite file: what to evaluate, on what, and what must hold for a release."""
+
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    description: str | None = None
+    base: BaseModelConfig
+    adapters: dict[str, AdapterConfig] = Field(default_factory=dict)
+    variants: list[str] | None = Field(
+        default=None, description="base, NAME, merged:NAME; default: all of them"
+    )
+    tasks: list[TaskConfig] = Field(default_factory=list)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    gates: list[GateConfig] = Field(default_factory=list)
+    judge: JudgesConfig | None = None
+    settings: Settings = Field(default_factory=Settings)
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapter_names(cls, value: dict[str, AdapterConfig]) -> dict[str, AdapterConfig]:
+        for name in value:
+            if name == "base" or not re.match(NAME_RE, name):
+                raise ValueError(
+                    f"adapter name '{name}' must use letters, digits, '-', '_', '.' "
+                    "and must not be 'base'"
+                )
+        return value
+
+    @field_validator("adapters")
+    @classmethod
+    def _expand_sweeps(cls, value: dict[str, AdapterConfig]) -> dict[str, AdapterConfig]:
+        from evalkit.training.sweep import expand_sweeps  # keeps this module pydantic-only
+
+        return expand_sweeps(value)
+
+    def all_variants(self) -> list[str]:
+        """The variants to evaluate: as declared, or base + each adapter + each merge."""
+        if self.variants is not None:
+            return list(self.variants)
+        out = ["base"]
+        for name in self.adapters:
+            out += [name, f"merged:{name}"]
+        return out

@@ -1,1 +1,0 @@
-"""Datasets, prompt rendering and the built-in general probes."""
