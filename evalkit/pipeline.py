@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.decide.baseline import prepare_baseline, run_fingerprints, write_scores
+from evalkit.decide.gates import Decision, apply_gates, exit_code
 from evalkit.decide.integrity import run_checks
-from evalkit.decide.verdicts import Decision, apply_gates, compare, exit_code, forgetting
+from evalkit.decide.verdicts import compare, forgetting
 from evalkit.engines.base import Progress
 from evalkit.engines.cache import CachedEngine, ResultCache
 from evalkit.engines.evaluate import ProgressFactory, evaluate

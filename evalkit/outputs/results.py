@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from evalkit.decide.gates import Decision
 from evalkit.decide.integrity import IntegrityResult
-from evalkit.decide.verdicts import Comparison, Decision
+from evalkit.decide.verdicts import Comparison
 from evalkit.engines.records import Record
 from evalkit.plan.types import Plan, TaskPlan
 from evalkit.scoring.metrics import MetricSpec

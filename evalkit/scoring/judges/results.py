@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from evalkit.decide.verdicts import GateResult
+from evalkit.decide.gates import GateResult
 from evalkit.scoring.judges.run import JudgeOutcome
 
 
