@@ -68,7 +68,7 @@ def run_suite(
 ) -> RunOutcome:
     """Run a suite end to end and write its outputs. Raises EvalkitError subclasses for bad
     input (before any model loads) and for infrastructure failures."""
-    from evalkit.engines.hf import HFEngine
+    from evalkit.engines.registry import EngineRequest, create_engine
     from evalkit.outputs import write_outputs
 
     started = datetime.now(timezone.utc)
@@ -87,14 +87,17 @@ def run_suite(
     declared = resolve_adapters(suite, needed, progress=progress)
     adapter_paths = declared.paths
     with progress("loading model", 1) as advance:
-        engine = HFEngine(
-            cfg.base.model,
-            adapter_paths,
-            dtype=cfg.base.dtype,
-            device=cfg.base.device,
-            load_in_4bit=cfg.base.load_in_4bit,
-            batch_size=cfg.settings.batch_size,
-            relative_to=suite.root,
+        engine: Any = create_engine(
+            "hf",
+            EngineRequest(
+                cfg.base.model,
+                adapter_paths,
+                dtype=cfg.base.dtype,
+                device=cfg.base.device,
+                load_in_4bit=cfg.base.load_in_4bit,
+                batch_size=cfg.settings.batch_size,
+                relative_to=suite.root,
+            ),
         )
         advance(1)
     integrity = run_checks(

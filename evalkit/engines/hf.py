@@ -311,3 +311,24 @@ def _bnb_4bit_config(dtype: str) -> Any:
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=getattr(torch, dtype),
     )
+
+
+def _hf_factory(request: Any) -> HFEngine:
+    return HFEngine(
+        request.base,
+        request.adapters,
+        dtype=request.dtype,
+        device=request.device,
+        load_in_4bit=request.load_in_4bit,
+        batch_size=request.batch_size,
+        relative_to=request.relative_to,
+    )
+
+
+def _register() -> None:
+    from evalkit.engines.registry import EngineCapabilities, register_engine
+
+    register_engine("hf", _hf_factory, EngineCapabilities(), "transformers + peft in this process")
+
+
+_register()

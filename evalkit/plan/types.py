@@ -44,6 +44,17 @@ class TaskPlan:
 
 
 @dataclass(frozen=True)
+class StatsSettings:
+    """How comparisons are computed: resolved once from the suite's `settings:` and the
+    command line (`--seed`), then read by every stage that computes or prints an interval."""
+
+    seed: int = 0
+    confidence: float = 0.95
+    resamples: int = 2000
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
 class Plan:
     """What a run will do: variants × tasks × metrics."""
 
@@ -51,6 +62,7 @@ class Plan:
     tasks: list[TaskPlan] = field(default_factory=list)
     limit: int | None = None
     seed: int = 0
+    stats: StatsSettings = field(default_factory=StatsSettings)
 
     def task(self, name: str) -> TaskPlan | None:
         return next((t for t in self.tasks if t.name == name), None)
