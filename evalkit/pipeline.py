@@ -21,6 +21,7 @@ from evalkit.decide.verdicts import compare, forgetting
 from evalkit.engines.base import Progress
 from evalkit.engines.cache import CachedEngine, ResultCache
 from evalkit.engines.evaluate import ProgressFactory, evaluate
+from evalkit.outputs.frames import write_records_parquet
 from evalkit.outputs.results import build_results
 from evalkit.paths import cache_dir
 from evalkit.plan.build import build_plan
@@ -171,6 +172,7 @@ def run_suite(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_scores(out_dir, plan, scores, fps)
     _write_records(out_dir / "records.jsonl", records)
+    write_records_parquet(out_dir / "records.parquet", records)
     write_outputs(results, out_dir)
     return RunOutcome(code, out_dir, results)
 
