@@ -129,6 +129,18 @@ def test_metrics_comparisons_and_gates(run_dir: Path, results: dict[str, Any]) -
         first["variant"],
     )
     assert row["value"] == pytest.approx(_nan(first["value"]), nan_ok=True)
+    # the report's matrix, as the README writes it
+    matrix = m.pivot_table(
+        index=["task", "metric"], columns="variant", values="value", observed=True
+    )
+    assert matrix.shape == (9, 3) and list(matrix.columns) == ["base", "a1", "merged:a1"]
+    assert matrix.loc[("qa", "reference_perplexity"), "a1"] == pytest.approx(
+        next(
+            r["value"]
+            for r in results["metrics"]
+            if (r["task"], r["metric"], r["variant"]) == ("qa", "reference_perplexity", "a1")
+        )
+    )
     ppl = m[(m["metric"] == "reference_perplexity")]
     assert (ppl["higher_is_better"] == False).all()  # noqa: E712 (a nullable boolean)
     assert (ppl["margin"] == 0.1).all() and (ppl["delta_kind"] == "ratio").all()

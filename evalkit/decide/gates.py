@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from evalkit.decide.proof import probe_comparisons, prove
 from evalkit.decide.verdicts import Comparison
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK
 from evalkit.plan.types import Plan
@@ -62,6 +63,8 @@ def apply_gates(
                 f"{gate.task}/{gate.metric}: {n - ms.n_scored} of {n} unscored "
                 f"({rate:.1%}; max {threshold:.1%})"
             )
+        elif gate.require == "no_forgetting" and gate.proof == "equivalence":
+            passed, detail = prove(probe_comparisons(comparisons, gate.variant))
         elif gate.require == "no_forgetting":
             probes = flags.get(gate.variant, [])
             passed = not probes
@@ -97,6 +100,8 @@ def apply_gates(
                 f"{comp.verdict}: {_fmt_delta(comp)}, margin {comp.metric.margin:g}, "
                 f"n={comp.stats.n}"
             )
+            if gate.require == "not_regressed" and gate.proof == "equivalence":
+                passed, detail = prove([comp], what="metric")
         results.append(GateResult(gate.label, bool(passed), gate.severity, detail))
     return results
 

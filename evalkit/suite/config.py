@@ -217,9 +217,16 @@ class GateConfig(StrictModel):
     metric: str | None = None
     value: float | None = Field(default=None, description="the threshold for at_least/at_most")
     severity: Literal["error", "warning"] = "error"
+    proof: Literal["none", "equivalence"] = Field(
+        default="none",
+        description="equivalence: pass only when every probe (or the metric) is proven "
+        "within its margin; an inconclusive one fails (see evalkit/decide/proof.py)",
+    )
 
     @model_validator(mode="after")
     def _fields_for_require(self) -> GateConfig:
+        if self.proof != "none" and self.require not in ("no_forgetting", "not_regressed"):
+            raise ValueError("`proof:` applies to no_forgetting and not_regressed gates")
         if self.require == "no_forgetting":
             if self.task or self.metric:
                 raise ValueError("a no_forgetting gate takes no `task:` or `metric:`")
@@ -233,15 +240,16 @@ class GateConfig(StrictModel):
     def label(self) -> str:
         if self.name:
             return self.name
+        proven = ", proven" if self.proof == "equivalence" else ""
         if self.require == "no_forgetting":
-            return f"{self.variant}: no forgetting"
+            return f"{self.variant}: no forgetting{proven}"
         what = f"{self.task}/{self.metric}"
         if self.require == "max_judge_error_rate":
             return f"{self.variant}: {what} judge error rate <= {self.value}"
         if self.require in ("at_least", "at_most"):
             op = ">=" if self.require == "at_least" else "<="
             return f"{self.variant}: {what} {op} {self.value}"
-        return f"{self.variant}: {what} {self.require.replace('_', ' ')}"
+        return f"{self.variant}: {what} {self.require.replace('_', ' ')}{proven}"
 
 
 class IntegrityConfig(StrictModel):
