@@ -1,10 +1,12 @@
 """Shared helpers for the renderers: JSON cleaning, number formatting, lookups.
 
-Units: a metric whose values are fractions (accuracy, pass rate) is shown as a percentage,
-and its "difference" deltas as percentage points; "ratio" deltas (value / base - 1) are
-shown as a relative change in percent. A metric may declare ``"unit": "fraction"`` or
-``"unit": "number"``; when it does not, it is a fraction when every value recorded for it
-lies in [0, 1].
+Units: a metric declared ``"unit": "fraction"`` (accuracy, pass rate, win rate) is shown
+as a percentage, and its "difference" deltas as percentage points; every other declared unit
+(perplexity, bits_per_byte, nats_per_token, words, score, number) is a plain number.
+"ratio" deltas (value / base - 1) are shown as a relative change in percent. Units come
+from the metric registry through results.json; only results written before units were
+recorded lack one, and for those a difference metric is read as a fraction when every value
+recorded for it lies in [0, 1].
 """
 
 from __future__ import annotations
@@ -194,7 +196,8 @@ def base_variant(results: Mapping[str, Any]) -> str:
 
 
 def metric_meta(results: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(task, metric) -> the metric's declaration, with "unit" filled in."""
+    """(task, metric) -> the metric's declaration, with "unit" as it is shown: "fraction"
+    or "number"."""
     observed: dict[tuple[str, str], list[Any]] = {}
     for m in results.get("metrics") or []:
         observed.setdefault((m.get("task", ""), m.get("metric", "")), []).append(m.get("value"))
@@ -209,7 +212,10 @@ def metric_meta(results: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, A
             meta = dict(m)
             meta.setdefault("label", m.get("name", ""))
             meta.setdefault("delta_kind", "difference")
-            if meta.get("unit") not in ("fraction", "number"):
+            declared = m.get("unit")
+            if isinstance(declared, str) and declared:
+                meta["unit"] = display_unit(declared)
+            else:  # a results.json from before units were recorded
                 meta["unit"] = _infer_unit(meta["delta_kind"], observed.get(key, []))
             out[key] = meta
     for key, values in observed.items():  # metrics that no task declares
@@ -221,6 +227,11 @@ def metric_meta(results: Mapping[str, Any]) -> dict[tuple[str, str], dict[str, A
                 "unit": _infer_unit("difference", values),
             }
     return out
+
+
+def display_unit(unit: str) -> str:
+    """How a declared unit is shown: "fraction" as a percentage, any other as a number."""
+    return "fraction" if unit == "fraction" else "number"
 
 
 def _infer_unit(delta_kind: str, values: Iterable[Any]) -> str:

@@ -15,7 +15,7 @@ from evalkit.decide.integrity import IntegrityResult
 from evalkit.decide.verdicts import Comparison
 from evalkit.engines.records import Record
 from evalkit.plan.types import Plan, TaskPlan
-from evalkit.scoring.metrics import MetricSpec
+from evalkit.scoring.metrics import MetricSpec, unit_of
 from evalkit.scoring.score import Scores
 
 
@@ -44,6 +44,7 @@ def _metric_entry(m: MetricSpec) -> dict:
         "higher_is_better": m.higher_is_better,
         "margin": m.margin,
         "delta_kind": m.delta_kind,
+        "unit": unit_of(m),
     }
 
 

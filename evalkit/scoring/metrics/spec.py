@@ -1,5 +1,5 @@
-"""Metrics: what a number means (direction, aggregation, how deltas are taken) and how it
-is computed from one record.
+"""What a metric of a task is: its name, what it needs from the engine, how its number is
+read (direction, unit, aggregation, how deltas are taken).
 
 Every metric yields, per example, a value and a weight; the task score is
 transform(sum(values) / sum(weights)). Accuracy: values 0/1, weight 1. Perplexity: value
@@ -16,10 +16,23 @@ from typing import Any, Literal
 Needs = Literal["generate", "loglikelihood", "choice", "rolling", "rolling_kl"]
 Direction = Literal["higher", "lower", "none"]
 
+# The unit a metric's task-level value is in. Outputs show "fraction" as a percentage
+# (its differences as percentage points) and every other unit as a plain number, so a KL of
+# 0.18 nats per token never prints as "18.0%". Add a unit here when a metric needs one.
+UNITS: dict[str, str] = {
+    "fraction": "a share in [0, 1] (accuracy, win rate, share of n-grams)",
+    "perplexity": "exp(mean NLL per token)",
+    "bits_per_byte": "bits per UTF-8 byte",
+    "nats_per_token": "nats per token (KL)",
+    "words": "a count of words",
+    "score": "a point on a judge's scale, or another plain score",
+}
+
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One metric of one task."""
+    """One metric of one task. `unit` is one of UNITS; empty means "the unit the metric
+    kind declares" (see `evalkit.scoring.metrics.unit_of`)."""
 
     name: str
     kind: str
@@ -31,36 +44,8 @@ class MetricSpec:
     binary: bool = False
     label: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    unit: str = ""
 
     @property
     def higher_is_better(self) -> bool | None:
         return {"higher": True, "lower": False, "none": None}[self.direction]
-
-
-def golden_metric(kind: str, name: str, margin: float, **params: Any) -> MetricSpec:
-    """The spec of a metric a suite declares on a golden task."""
-    if kind == "reference_perplexity":
-        return MetricSpec(
-            name,
-            kind,
-            "loglikelihood",
-            "lower",
-            margin,
-            transform="exp",
-            delta_kind="ratio",
-            label="reference perplexity",
-            params=params,
-        )
-    labels = {
-        "exact_match": "exact match",
-        "contains": "contains",
-        "regex": "regex match",
-        "json_valid": "valid JSON",
-        "json_field_match": "JSON field match",
-    }
-    if kind not in labels:
-        raise ValueError(f"unknown metric type {kind}")
-    label = labels[kind] + (f" ({params['field']})" if params.get("field") else "")
-    return MetricSpec(
-        name, kind, "generate", "higher", margin, binary=True, label=label, params=params
-    )
