@@ -19,13 +19,17 @@ input, refused when the adapter is loaded (`check_lora_shapes`, exit code 2).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evalkit.engines.base import Engine
+from evalkit.engines.registry import capabilities_of
 from evalkit.suite.config import IntegrityConfig
+
+log = logging.getLogger(__name__)
 
 PROBE_TEXTS = (
     "The river rose after three days of rain, and the village moved its boats uphill.",
@@ -295,6 +299,13 @@ def run_checks(
     tokenizer = getattr(engine, "tokenizer", None)
     if tokenizer is not None:
         results += check_tokenizer_match(adapters, tokenizer)
+    # what the backend cannot compute is skipped, and the log says so
+    caps = capabilities_of(engine)
+    if not caps.probe_logits:
+        log.info("integrity: the %s engine gives no logits; variant checks skipped", engine.name)
+        return results
+    if not caps.merged:
+        variants = [v for v in variants if not v.startswith("merged:")]
     results += check_variants(
         engine, variants, settings, dtype=base.dtype, load_in_4bit=base.load_in_4bit
     )

@@ -58,7 +58,17 @@ class EngineKind:
 
 _ENGINES: dict[str, EngineKind] = {}
 # Modules that register the built-in kinds, imported on first lookup.
-BUILTIN_ENGINE_MODULES: dict[str, str] = {"hf": "evalkit.engines.hf"}
+BUILTIN_ENGINE_MODULES: dict[str, str] = {
+    "hf": "evalkit.engines.hf",
+    "scripted": "evalkit.engines.scripted",
+}
+
+
+def capabilities_of(engine: object) -> EngineCapabilities:
+    """What an engine instance can compute: its own `capabilities` attribute (a backend
+    whose capabilities depend on how it was built sets one), else everything."""
+    caps = getattr(engine, "capabilities", None)
+    return caps if isinstance(caps, EngineCapabilities) else EngineCapabilities()
 
 
 def register_engine(
@@ -67,10 +77,12 @@ def register_engine(
     capabilities: EngineCapabilities | None = None,
     description: str = "",
 ) -> None:
+    """Add an engine kind (at import time of its module, listed in BUILTIN_ENGINE_MODULES)."""
     _ENGINES[name] = EngineKind(name, factory, capabilities or EngineCapabilities(), description)
 
 
 def engine_kind(name: str) -> EngineKind:
+    """The registered kind `name`, importing its module on first use."""
     if name not in _ENGINES and name in BUILTIN_ENGINE_MODULES:
         importlib.import_module(BUILTIN_ENGINE_MODULES[name])
     if name not in _ENGINES:
@@ -80,4 +92,5 @@ def engine_kind(name: str) -> EngineKind:
 
 
 def create_engine(name: str, request: EngineRequest) -> Engine:
+    """Build an engine of kind `name` for one run."""
     return engine_kind(name).factory(request)

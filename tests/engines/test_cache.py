@@ -1,0 +1,53 @@
+"""The result cache beside the engine, on the scripted engine: a second run is answered
+from the cache without one engine call, a changed variant is recomputed, and values come
+back exactly (JSON in SQLite, never pickle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalkit.engines.cache import CachedEngine, ResultCache
+from evalkit.engines.evaluate import evaluate
+from evalkit.engines.scripted import ScriptedEngine
+from tests.scripted_run import make_plan, no_progress, table
+
+
+def _run(
+    path: Path, tab: dict, variants: list[str] | None = None
+) -> tuple[CachedEngine, ScriptedEngine, list]:
+    plan = make_plan(variants)
+    inner = ScriptedEngine.for_plan(plan, tab)
+    cached = CachedEngine(inner, ResultCache(path))
+    return cached, inner, evaluate(plan, cached, no_progress)
+
+
+def test_second_run_is_answered_by_the_cache(tmp_path: Path) -> None:
+    db = tmp_path / "results.sqlite"
+    first, inner1, recs1 = _run(db, table())
+    # choice items are 2 log-likelihood requests each
+    per_variant = 40 + 2 * 40 + 30
+    # `same` has the base's table, so the same fingerprint: the base's results answer it
+    assert (first.hits, first.misses) == (per_variant, 4 * per_variant)
+    assert {v for v, _, _ in inner1.calls} == {"base", "good", "bad", "mixed"}
+    second, inner2, recs2 = _run(db, table())
+    assert (second.hits, second.misses) == (5 * per_variant, 0)
+    assert inner2.calls == []  # not one request reached the engine
+    assert recs2 == recs1  # outputs, log-likelihoods, NLL and KL round-trip exactly
+
+
+def test_a_changed_variant_is_recomputed_alone(tmp_path: Path) -> None:
+    db = tmp_path / "results.sqlite"
+    _run(db, table())
+    tab = table()
+    tab["bad"]["outputs"] = {k: "yes" for k in tab["bad"]["outputs"]}
+    again, inner, recs = _run(db, tab)
+    per_variant = 40 + 2 * 40 + 30
+    assert again.misses == per_variant  # only `bad` has a new fingerprint
+    assert {v for v, _, _ in inner.calls} == {"bad"}
+    assert all(r.output == "yes" for r in recs if r.variant == "bad" and r.task == "qa")
+
+
+def test_separate_cache_files_share_nothing(tmp_path: Path) -> None:
+    _run(tmp_path / "a.sqlite", table(), ["base", "good"])
+    other, _, _ = _run(tmp_path / "b.sqlite", table(), ["base", "good"])
+    assert (other.hits, other.misses) == (0, 2 * (40 + 2 * 40 + 30))
