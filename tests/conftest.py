@@ -1,10 +1,13 @@
-"""Shared fixtures: the real default model (converted once per cache directory) and tiny
-random-config Llama models that use its real tokenizer, built inside the tests."""
+"""Shared fixtures: every test's own cache directory, the real default model (converted
+once per session) and tiny random-config Llama models that use its real tokenizer, built
+inside the tests."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +16,41 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def default_model_dir() -> Path:
-    """The built-in default model as a safetensors directory (converted on first use)."""
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache root whose `models/` is shared by the whole session: the folder of the
+    EVALKIT_CACHE_DIR the tests were started with (a model converted there before is
+    reused), else a temporary one, so ~/.cache/evalkit is never touched. Nothing else of
+    that cache (results, judge replies, adapters) is shared."""
+    root = tmp_path_factory.mktemp("session-cache")
+    outer = os.environ.get("EVALKIT_CACHE_DIR")
+    models = Path(outer).expanduser() / "models" if outer else root / "shared-models"
+    models.mkdir(parents=True, exist_ok=True)
+    (root / "models").symlink_to(models, target_is_directory=True)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_dir(
+    tmp_path_factory: pytest.TempPathFactory, _session_cache: Path
+) -> Iterator[Path]:
+    """Every test gets its own EVALKIT_CACHE_DIR, so no test reads results another test
+    (or an earlier run) cached; converted models are shared through a link."""
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "models").symlink_to(_session_cache / "models", target_is_directory=True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EVALKIT_CACHE_DIR", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(_session_cache: Path) -> Path:
+    """The built-in default model as a safetensors directory, converted (about 20 s) the
+    first time a session needs it and shared by every later test."""
     from evalkit.engines.resolve import resolve_model
 
-    return Path(resolve_model("builtin:smollm2-135m-instruct").source)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EVALKIT_CACHE_DIR", str(_session_cache))
+        return Path(resolve_model("builtin:smollm2-135m-instruct").source)
 
 
 @pytest.fixture(scope="session")

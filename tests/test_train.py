@@ -135,16 +135,9 @@ def test_label_masking_counts_only_completion_and_eos(tokenizer: Any) -> None:
     assert sum(y != IGNORE_INDEX for y in short_labels) == 2
 
 
-def _converted_tokenizer_dir() -> Path | None:
-    from evalkit.paths import cache_dir
-
-    hits = sorted((cache_dir() / "models").glob("SmolLM2-135M-Instruct*/tokenizer.json"))
-    return hits[0].parent if hits else None
-
-
-@pytest.mark.skipif(_converted_tokenizer_dir() is None, reason="built-in model not converted")
-def test_label_masking_with_the_real_tokenizer() -> None:
-    tok = transformers.AutoTokenizer.from_pretrained(_converted_tokenizer_dir())
+def test_label_masking_with_the_real_tokenizer(default_model_dir: Path) -> None:
+    # the built-in model converts itself here if this session has not yet converted it
+    tok = transformers.AutoTokenizer.from_pretrained(default_model_dir)
     prompt = "Summarize this contract clause in the house format.\n\nThe Licensee shall pay."
     completion = '{"type": "payment", "obligor": "Licensee", "summary": "The Licensee pays."}'
     ids, labels = encode_example(tok, prompt, completion, max_seq_len=512)
