@@ -20,7 +20,6 @@ from evalkit.scoring.judges.core import Item, JudgeRunner
 from evalkit.scoring.judges.spec import JudgeSpec
 
 Label = float  # rubric: a scale point; pairwise: 1 = A, 0 = B, 0.5 = tie
-_PAIR = {"a": 1.0, "b": 0.0, "tie": 0.5}
 
 
 def read_labels(path: Path, spec: JudgeSpec) -> list[tuple[Item, Label]]:
@@ -42,16 +41,8 @@ def read_labels(path: Path, spec: JudgeSpec) -> list[tuple[Item, Label]]:
             raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
         if row.get("judge") not in (None, spec.name):
             continue
-        answers: tuple[str, ...]
         try:
-            if spec.kind == "pairwise":
-                answers = (str(row["answer_a"]), str(row["answer_b"]))
-                label = _PAIR[str(row["label"]).lower()]
-            else:
-                answers = (str(row["answer"]),)
-                label = float(row["label"])
-                if not lo <= label <= hi:
-                    raise ValueError(f"label {row['label']} outside the scale [{lo}, {hi}]")
+            answers, label = spec.judge_kind.read_label(row, (lo, hi))
             question = str(row["question"])
         except (KeyError, ValueError) as exc:
             raise DataError(
@@ -103,48 +94,45 @@ def pearson(x: list[float], y: list[float]) -> float:
 def calibrate(
     spec: JudgeSpec, labels: list[tuple[Item, Label]], runner: JudgeRunner
 ) -> dict[str, Any]:
-    """Judge the labelled items and compare. Pairwise items are judged in both orders."""
+    """Judge the labelled items and compare. Each item is judged in every order its kind
+    asks for (pairwise: both), and the verdicts combined as the kind says."""
     items = [it for it, _ in labels]
-    if spec.kind == "pairwise":
-        swapped = [Item(it.question, it.answers[::-1], it.reference, it.row) for it in items]
-        judged = runner.judge(spec, items + swapped)
-        first, second = judged[: len(items)], judged[len(items) :]
-        scores: list[float | None] = []
-        consistent = both = 0
-        for a_first, b_first in zip(first, second, strict=True):
-            if a_first.score is None or b_first.score is None:
-                scores.append(None)
-                continue
+    kind = spec.judge_kind
+    # each item in each of the kind's orders (pairwise: as given and swapped), combined
+    n_orders = len(kind.orders(items[0].answers)) if items else 1
+    asked = [
+        Item(it.question, answers, it.reference, it.row)
+        for k in range(n_orders)
+        for it in items
+        for answers in [kind.orders(it.answers)[k]]
+    ]
+    judged = runner.judge(spec, asked)
+    per_order = [judged[k * len(items) : (k + 1) * len(items)] for k in range(n_orders)]
+    scores: list[float | None] = []
+    consistent = both = 0
+    for verdicts in zip(*per_order, strict=True):
+        got = [j.score for j in verdicts]
+        scores.append(kind.combine(got))
+        if n_orders > 1 and all(g is not None for g in got):
             both += 1
-            same = a_first.score == 1.0 - b_first.score
-            consistent += same
-            # a verdict that flips with the order is a tie
-            scores.append(a_first.score if same else 0.5)
-        categories = [0.0, 0.5, 1.0]
-        raw_errors = [j.error for j in judged if j.score is None]
-    else:
-        judged = runner.judge(spec, items)
-        scores = [j.score for j in judged]
-        lo, hi = spec.config.scale
-        categories = [float(c) for c in range(lo, hi + 1)]
-        raw_errors = [j.error for j in judged if j.score is None]
+            consistent += kind.agrees(got)
+    categories = kind.categories(spec.config.scale)
+    raw_errors = [j.error for j in judged if j.score is None]
     human = [lab for _, lab in labels]
-    pw = spec.kind == "pairwise"
-
-    def category(s: float) -> float:
-        return s if pw else float(round(s))  # pairwise 0.5 is a tie, not a rounding
+    category = kind.category
 
     pairs = [(h, category(s)) for h, s in zip(human, scores, strict=True) if s is not None]
     pairs = [(h, s) for h, s in pairs if s in categories and h in categories]
-    weighted = spec.kind != "pairwise" and len(categories) > 2
+    weighted = kind.weighted_kappa(categories)
     kappa = cohen_kappa([h for h, _ in pairs], [s for _, s in pairs], categories, weighted)
+    name = kind.category_name
     confusion: dict[str, dict[str, int]] = {
-        _cat(c, pw): {**{_cat(d, pw): 0 for d in categories}, "unscored": 0} for c in categories
+        name(c): {**{name(d): 0 for d in categories}, "unscored": 0} for c in categories
     }
     for h, s in zip(human, scores, strict=True):
-        col = "unscored" if s is None else _cat(category(s), pw)
-        if _cat(h, pw) in confusion and col in confusion[_cat(h, pw)]:
-            confusion[_cat(h, pw)][col] += 1
+        col = "unscored" if s is None else name(category(s))
+        if name(h) in confusion and col in confusion[name(h)]:
+            confusion[name(h)][col] += 1
     lengths = [float(len(it.answers[0].split())) for it in items]
     scored_len = [(ln, s) for ln, s in zip(lengths, scores, strict=True) if s is not None]
     return {
@@ -156,16 +144,8 @@ def calibrate(
         "n_unscored": sum(s is None for s in scores),
         "errors": sorted({e for e in raw_errors if e}),
         "confusion": confusion,
-        "swap_consistency": (consistent / both if both else None)
-        if spec.kind == "pairwise"
-        else None,
+        "swap_consistency": (consistent / both if both else None) if n_orders > 1 else None,
         "length_correlation": pearson([ln for ln, _ in scored_len], [s for _, s in scored_len])
-        if spec.kind != "pairwise"
+        if kind.length_correlation()
         else None,
     }
-
-
-def _cat(c: float, pairwise: bool = False) -> str:
-    if pairwise:
-        return {1.0: "A", 0.0: "B"}.get(c, "tie")
-    return f"{c:g}"

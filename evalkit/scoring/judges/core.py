@@ -15,7 +15,7 @@ from evalkit.engines.cache import request_key
 from evalkit.errors import InputError
 from evalkit.scoring.judges.cache import JudgeCache
 from evalkit.scoring.judges.openai_provider import JudgeClient, ProviderSettings, Reply
-from evalkit.scoring.judges.parse import Verdict, parse_pairwise, parse_rating, weighted_score
+from evalkit.scoring.judges.parse import Verdict, weighted_score
 from evalkit.scoring.judges.render import render_prompt
 from evalkit.scoring.judges.spec import JudgeSpec
 from evalkit.suite.config import JudgeProviderConfig
@@ -119,12 +119,7 @@ def started(endpoint: Endpoint) -> Iterator[ProviderSettings]:
 def verdict_schema(spec: JudgeSpec) -> dict[str, Any]:
     """The JSON schema asked for where the endpoint supports structured output. The verdict
     comes first, so a reply cut by max_tokens still holds it."""
-    if spec.kind == "pairwise":
-        first: dict[str, Any] = {"winner": {"type": "string", "enum": ["A", "B", "tie"]}}
-    else:
-        lo, hi = spec.config.scale
-        # an enum, not minimum/maximum: llama.cpp's grammar enforces enums only
-        first = {"score": {"type": "integer", "enum": list(range(lo, hi + 1))}}
+    first = spec.judge_kind.output_schema(spec.config.scale)
     key = next(iter(first))
     return {
         "type": "object",
@@ -136,9 +131,7 @@ def verdict_schema(spec: JudgeSpec) -> dict[str, Any]:
 def parse_reply(spec: JudgeSpec, raw: str, finish_reason: str | None) -> Verdict:
     if finish_reason == "refusal":
         return Verdict(None, raw[:300], "refused")
-    if spec.kind == "pairwise":
-        return parse_pairwise(raw, finish_reason)
-    return parse_rating(raw, spec.config.scale, finish_reason)
+    return spec.judge_kind.parse(raw, spec.config.scale, finish_reason)
 
 
 def _key(spec: JudgeSpec, endpoint: Endpoint, item: Item) -> str:
@@ -263,7 +256,7 @@ class JudgeRunner:
         v = parse_reply(spec, raw, finish_reason)
         weighted = (
             weighted_score(top, spec.config.scale, v.score)
-            if top and v.score is not None and spec.kind != "pairwise"
+            if top and v.score is not None and spec.judge_kind.weights_by_logprobs
             else None
         )
         return Judged(v.score, v.reason, v.error, prompt, raw, weighted, cached)

@@ -11,16 +11,23 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from evalkit.scoring.judges.kinds import answer_labels
 from evalkit.scoring.judges.spec import JudgeSpec
 
-# Any text shaped like a marker of ours (open or close, any nonce, any case or spacing).
-_FORGED = re.compile(r"<<\s*/?\s*(ANSWER|ANSWER_A|ANSWER_B)\b[^>]*>>", re.IGNORECASE)
+
+@functools.lru_cache(maxsize=8)
+def _forged(labels: frozenset[str]) -> re.Pattern[str]:
+    """Any text shaped like a marker of ours (open or close, any nonce, any case or
+    spacing), for the labels of every judge kind."""
+    names = "|".join(sorted(map(re.escape, labels)))
+    return re.compile(rf"<<\s*/?\s*({names})\b[^>]*>>", re.IGNORECASE)
 
 
 def neutralize(text: str) -> str:
     """Defang marker look-alikes: `<<` becomes `‹‹`, so the text reads the same to a
     person but no longer matches the real markers."""
-    return _FORGED.sub(lambda m: "‹‹" + m.group(0)[2:-2] + "››", text)
+    forged = _forged(frozenset(answer_labels()))
+    return forged.sub(lambda m: "‹‹" + m.group(0)[2:-2] + "››", text)
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,12 @@ def render_prompt(
     row: dict[str, Any],
     nonce: str | None = None,
 ) -> RenderedPrompt:
-    """Render a judge prompt. `answers` is [answer] for rubric/reference judges and
-    [answer_a, answer_b] for pairwise ones. Undefined variables raise (StrictUndefined)."""
+    """Render a judge prompt. `answers` fill the kind's answer slots in order: [answer]
+    for rubric/reference judges, [answer_a, answer_b] for pairwise ones. Undefined
+    variables raise (StrictUndefined)."""
     nonce = nonce or secrets.token_hex(8)
-    labels = ["ANSWER"] if spec.kind != "pairwise" else ["ANSWER_A", "ANSWER_B"]
+    slots = spec.judge_kind.answer_slots
+    labels = [label for label, _ in slots]
     if len(answers) != len(labels):
         raise ValueError(f"a {spec.kind} judge takes {len(labels)} answer(s)")
     blocks = [delimit(lab, a, nonce) for lab, a in zip(labels, answers, strict=True)]
@@ -99,9 +108,7 @@ def render_prompt(
     }
     if reference is not None:
         context["reference"] = reference
-    if spec.kind == "pairwise":
-        context["answer_a"], context["answer_b"] = blocks[0].block, blocks[1].block
-    else:
-        context["answer"] = blocks[0].block
+    for (_, var), block in zip(slots, blocks, strict=True):
+        context[var] = block.block
     user = _compiled(spec.template).render(**context)
     return RenderedPrompt(spec.config.system, user)

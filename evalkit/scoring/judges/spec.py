@@ -10,40 +10,53 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from evalkit.errors import SuiteError
+from evalkit.scoring.judges.kinds import JudgeKind, judge_kind
 from evalkit.suite.yaml_lines import format_loc, line_for, load_yaml_with_lines
-
-JudgeKind = Literal["rubric", "reference", "pairwise"]
 
 # What evalkit supplies to every template, beside the dataset's columns.
 COMMON_VARS = {"question", "rubric", "scale_min", "scale_max", "delimiter_note"}
-KIND_VARS: dict[str, set[str]] = {
-    "rubric": {"answer", "reference"},
-    "reference": {"answer", "reference"},
-    "pairwise": {"answer_a", "answer_b", "reference"},
-}
+
+
+def kind_vars(kind: str) -> set[str]:
+    """The template variables a judge kind adds: its answers and its extras."""
+    k = judge_kind(kind)
+    return {var for _, var in k.answer_slots} | set(k.extra_vars)
 
 
 class JudgeSpecConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
-    kind: JudgeKind
+    kind: str = Field(description="a judge kind: rubric, reference, pairwise, ...")
     description: str | None = None
     template: str = Field(description="the Jinja template file, relative to this spec")
     system: str | None = None
     scale: tuple[int, int] = (1, 5)
     rubric: str = ""
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        judge_kind(value)  # ValueError naming the kinds
+        return value
+
     @model_validator(mode="after")
     def _scale(self) -> JudgeSpecConfig:
-        lo, hi = self.scale
-        if self.kind != "pairwise" and not lo < hi:
-            raise ValueError(f"scale must be [min, max] with min < max, got [{lo}, {hi}]")
+        error = judge_kind(self.kind).scale_error(self.scale)
+        if error:
+            raise ValueError(error)
         return self
 
 
@@ -65,9 +78,14 @@ class JudgeSpec:
         return self.config.kind
 
     @property
+    def judge_kind(self) -> JudgeKind:
+        """The kind's behaviour: variables, output schema, parsing, orders, calibration."""
+        return judge_kind(self.config.kind)
+
+    @property
     def scale(self) -> tuple[int, int]:
-        # A pairwise verdict becomes a per-example win value in [0, 1].
-        return (0, 1) if self.kind == "pairwise" else self.config.scale
+        """The range of a per-example value (a pairwise win value lies in [0, 1])."""
+        return self.judge_kind.score_range(self.config.scale)
 
     @property
     def template_sha256(self) -> str:
@@ -76,7 +94,7 @@ class JudgeSpec:
         return hashlib.sha256(text.encode()).hexdigest()
 
     def allowed_vars(self, columns: set[str]) -> set[str]:
-        return COMMON_VARS | KIND_VARS[self.kind] | columns
+        return COMMON_VARS | kind_vars(self.kind) | columns
 
 
 def load_judge_spec(path: Path) -> JudgeSpec:
@@ -147,7 +165,7 @@ def check_template_vars(spec: JudgeSpec, columns: set[str], has_reference: bool)
             file=spec.template_path,
             line=_line_of(spec.template, name),
             hint="Variables: "
-            + ", ".join(sorted(COMMON_VARS | KIND_VARS[spec.kind]))
+            + ", ".join(sorted(COMMON_VARS | kind_vars(spec.kind)))
             + (", and the dataset's columns: " + ", ".join(sorted(columns)) if columns else ""),
         )
     if "reference" in used and not has_reference:

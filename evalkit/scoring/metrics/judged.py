@@ -9,8 +9,13 @@ from evalkit.scoring.metrics.registry import MetricDef, register_metric
 
 
 def _judge_unit(params: dict[str, Any]) -> str:
-    # a pairwise judge yields a win rate against the base; the others a point on the scale
-    return "fraction" if params.get("judge_kind") == "pairwise" else "score"
+    # the judge's kind says: a win rate against the base (pairwise), a point on a scale
+    from evalkit.scoring.judges.kinds import judge_kind
+
+    try:
+        return judge_kind(str(params.get("judge_kind") or "rubric")).unit
+    except ValueError:
+        return "score"
 
 
 register_metric(MetricDef("judge", "generate", "higher", _judge_unit, "judge"))
