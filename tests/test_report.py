@@ -103,7 +103,7 @@ def make_results(n_samples: int = 6, exit_code: int = 1, **run_kw: Any) -> dict[
     run.update(run_kw)
     gate = {"passed": False, "severity": "error"}
     return {
-        "schema_version": 1, "evalkit_version": "0.1.0", "run": run,
+        "schema_version": "1.0", "evalkit_version": "0.1.0", "run": run,
         "suite": {"name": "legal", "path": "suites/legal.yaml", "sha256": "ab" * 32,
                   "text": "name: legal\n# </pre><script>alert(1)</script>\ntasks: []\n"},
         "base": {"model": "builtin:smollm2-135m-instruct", "fingerprint": "sha256:base"},

@@ -1,12 +1,14 @@
 """Assemble the results document (results.json) from the stages' values.
 
-The schema is committed at evalkit/outputs/results.schema.json; the report, JUnit and
+Its shape is the typed model in evalkit/outputs/model/ (validated when written); the JSON
+Schema generated from it is committed at evalkit/outputs/results.schema.json; the report, JUnit and
 summary are rendered from this document alone, so `evalkit report RUN_DIR` can re-render
 them without recomputing anything.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -14,6 +16,7 @@ from evalkit.decide.gates import Decision
 from evalkit.decide.integrity import IntegrityResult
 from evalkit.decide.verdicts import Comparison
 from evalkit.engines.records import Record
+from evalkit.outputs.model import SCHEMA_VERSION
 from evalkit.plan.types import Plan, TaskPlan
 from evalkit.scoring.metrics import MetricSpec, unit_of
 from evalkit.scoring.score import Scores
@@ -170,11 +173,14 @@ def build_results(
         for v, probes in decision.forgetting.items()
     }
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "evalkit_version": __version__,
         "suite": suite_meta,
         "run": run_meta,
         "base": base_meta,
+        # the settings the comparisons were computed with, so that a reader prints the
+        # interval level that was used and `compare` can redo them alike
+        "stats": dataclasses.asdict(plan.stats),
         "variants": [_variant_entry(v, adapters, fingerprints) for v in plan.variants],
         "tasks": [
             {
@@ -201,7 +207,13 @@ def build_results(
             for r in integrity
         ],
         "gates": [
-            {"name": g.name, "passed": g.passed, "severity": g.severity, "detail": g.detail}
+            {
+                "name": g.name,
+                "passed": g.passed,
+                "severity": g.severity,
+                "detail": g.detail,
+                "inconclusive": g.inconclusive,
+            }
             for g in decision.gates
         ],
         "samples": [s for t in plan.tasks for s in _samples(t, plan, by_key, scores)],

@@ -23,8 +23,13 @@ def _clean(value: Any) -> Any:
 
 
 def attach_judgments(
-    results: dict[str, Any], outcome: JudgeOutcome, gates: list[GateResult]
+    results: dict[str, Any], outcome: JudgeOutcome, gates: list[GateResult] | None = None
 ) -> None:
+    """Add the judges' summaries and each sample's judgments to ``results`` (in place).
+
+    ``gates`` is no longer needed: build_results records every gate's `inconclusive`
+    flag, judged or not. It is accepted so that callers need not change.
+    """
     if not outcome.judges:
         return
     results["judges"] = [_clean(j) for j in outcome.judges]
@@ -36,6 +41,3 @@ def attach_judgments(
         }
         if per_variant:
             sample["judgments"] = per_variant
-    for entry, gate in zip(results.get("gates", []), gates, strict=False):
-        if gate.inconclusive:
-            entry["inconclusive"] = True

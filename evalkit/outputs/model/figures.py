@@ -1,0 +1,103 @@
+"""The figures: tasks and their metrics, aggregates, comparisons, forgetting, integrity
+checks and gates."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from evalkit.outputs.model._base import Part
+
+DeltaKind = Literal["difference", "ratio"]
+
+
+class TaskMetric(Part):
+    name: str = Field(min_length=1)
+    label: str
+    higher_is_better: bool | None = Field(
+        description="null: no better direction (a drift either way is a change)"
+    )
+    margin: float | None = Field(ge=0)
+    delta_kind: DeltaKind
+    unit: str | None = Field(
+        None,
+        description="Optional: the metric's unit; 'fraction' values show as percentages "
+        "and their differences as percentage points.",
+    )
+
+
+class Task(Part):
+    name: str = Field(min_length=1)
+    kind: Literal["golden", "probe"]
+    description: str = ""
+    n: int = Field(ge=0)
+    metrics: list[TaskMetric]
+
+
+class MetricValue(Part):
+    task: str
+    variant: str
+    metric: str
+    value: float | None
+    n: int = Field(ge=0)
+    n_unscored: int = Field(ge=0)
+
+
+class Comparison(Part):
+    task: str
+    variant: str
+    baseline: str
+    metric: str
+    base_value: float | None
+    value: float | None
+    delta: float | None = Field(
+        description="difference: value - base_value; ratio: value / base_value - 1"
+    )
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None = Field(ge=0, le=1)
+    p_adjusted: float | None = Field(ge=0, le=1)
+    test: Literal["mcnemar-exact", "paired-bootstrap"] | None
+    verdict: Literal["improved", "regressed", "equivalent", "inconclusive"]
+    margin: float | None = Field(ge=0)
+    delta_kind: DeltaKind
+    n: int = Field(ge=0)
+    mde: float | None
+
+
+class ForgettingProbe(Part):
+    task: str
+    metric: str
+    delta: float | None
+    ci_low: float | None
+    ci_high: float | None
+    margin: float | None = Field(ge=0)
+
+
+class Forgetting(Part):
+    flagged: bool
+    probes: list[ForgettingProbe]
+
+
+class Integrity(Part):
+    check: Literal["adapter_applied", "merge_agrees", "base_matches", "tokenizer_matches"]
+    variant: str
+    passed: bool
+    value: float | None
+    tolerance: float | None
+    detail: str
+
+
+class Gate(Part):
+    name: str = Field(min_length=1)
+    passed: bool
+    severity: Literal["error", "warning"]
+    detail: str
+    inconclusive: bool = Field(
+        False,
+        description="true when the gate is on a judge that failed its calibration "
+        "(min_kappa); such a gate is reported as 'inconclusive: judge unreliable', with "
+        "passed false and severity warning, and never fails the run. Written for every "
+        "gate; files from before that lack it read as false.",
+    )
