@@ -220,3 +220,12 @@ def test_cli_report_rerenders_an_old_file(tmp_path: Path) -> None:
     assert (run_dir / "report.html").stat().st_size > 0
     written = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     assert written["schema_version"] == "1.0"
+
+
+def test_junit_reads_the_model_and_refuses_a_broken_document() -> None:
+    model = Results.model_validate(report.to_jsonable(make_results()))
+    assert report.render_junit(model) == report.render_junit(make_results())
+    broken = make_results()
+    broken["gates"][0]["severity"] = "fatal"
+    with pytest.raises(ValueError, match="severity"):
+        report.render_junit(broken)

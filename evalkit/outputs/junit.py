@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evalkit.outputs._fmt import exit_meaning, fmt_num, is_missing, to_jsonable
+from evalkit.outputs.model import Gate, Integrity, Results, RunError, as_results
 
 # Characters XML 1.0 does not allow, even escaped.
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -50,16 +51,15 @@ def _case(parent: ET.Element, counts: _Counts, classname: str, name: str) -> ET.
     )
 
 
-def _add_gates(suite: ET.Element, counts: _Counts, gates: list[Mapping[str, Any]]) -> None:
+def _add_gates(suite: ET.Element, counts: _Counts, gates: list[Gate]) -> None:
     for gate in gates:
-        case = _case(suite, counts, "gates", str(gate.get("name", "")))
-        detail = _x(gate.get("detail") or "")
-        severity = gate.get("severity", "error")
-        if gate.get("passed"):
+        case = _case(suite, counts, "gates", gate.name)
+        detail = _x(gate.detail)
+        if gate.passed:
             if detail:
                 ET.SubElement(case, "system-out").text = detail
             continue
-        if severity == "warning":
+        if gate.severity == "warning":
             note = f"WARNING (does not fail the run): gate failed. {detail}".strip()
             ET.SubElement(case, "system-out").text = note
             continue
@@ -70,14 +70,12 @@ def _add_gates(suite: ET.Element, counts: _Counts, gates: list[Mapping[str, Any]
         failure.text = detail or "gate failed"
 
 
-def _add_integrity(suite: ET.Element, counts: _Counts, checks: list[Mapping[str, Any]]) -> None:
+def _add_integrity(suite: ET.Element, counts: _Counts, checks: list[Integrity]) -> None:
     for check in checks:
-        name = f"{check.get('check', '')}[{check.get('variant', '')}]"
-        case = _case(suite, counts, "integrity", name)
-        detail = _x(check.get("detail") or "")
-        value, tol = check.get("value"), check.get("tolerance")
-        numbers = f"value {fmt_num(value)}, tolerance {fmt_num(tol)}"
-        if check.get("passed"):
+        case = _case(suite, counts, "integrity", f"{check.check}[{check.variant}]")
+        detail = _x(check.detail)
+        numbers = f"value {fmt_num(check.value)}, tolerance {fmt_num(check.tolerance)}"
+        if check.passed:
             ET.SubElement(case, "system-out").text = f"{detail} ({numbers})".strip()
             continue
         counts.failures += 1
@@ -88,65 +86,87 @@ def _add_integrity(suite: ET.Element, counts: _Counts, checks: list[Mapping[str,
         failure.text = f"{message}\n{numbers}"
 
 
-def _add_run_error(suite: ET.Element, counts: _Counts, results: Mapping[str, Any]) -> None:
-    exit_code = results.get("exit_code")
+def _add_run_error(
+    suite: ET.Element, counts: _Counts, exit_code: Any, err: RunError | None, warnings: list[str]
+) -> None:
     if exit_code not in (2, 3):
         return
     case = _case(suite, counts, "evalkit", "run")
     counts.errors += 1
-    raw_err = results.get("error")
-    err: Mapping[str, Any] = raw_err if isinstance(raw_err, Mapping) else {}
-    message = str(err.get("message") or f"evalkit exited with code {exit_code}")
-    warnings = [str(w) for w in results.get("warnings") or []]
+    message = (err.message if err else "") or f"evalkit exited with code {exit_code}"
     body = "\n".join([f"exit code {exit_code}: {exit_meaning(exit_code)}", message, *warnings])
     error = ET.SubElement(
         case,
         "error",
-        {"message": _x(message, 1_000), "type": str(err.get("type") or "infrastructure")},
+        {"message": _x(message, 1_000), "type": (err.type if err else None) or "infrastructure"},
     )
     error.text = _x(body)
 
 
-def build_junit(results: Mapping[str, Any]) -> ET.Element:
-    """The <testsuites> element for ``results``."""
-    results = to_jsonable(results)
-    suite_name = str((results.get("suite") or {}).get("name") or "suite")
-    run = results.get("run") or {}
-    duration = run.get("duration_s")
-    time_s = f"{duration:.3f}" if not is_missing(duration) else "0"
-
-    root = ET.Element("testsuites", {"name": "evalkit", "time": time_s})
-    suite = ET.SubElement(root, "testsuite", {"name": _x(f"evalkit.{suite_name}", 500)})
+def _suite_element(root: ET.Element, name: str, time_s: str) -> ET.Element:
+    suite = ET.SubElement(root, "testsuite", {"name": _x(f"evalkit.{name}", 500)})
     suite.set("time", time_s)
-    if run.get("started_at"):
-        suite.set("timestamp", _x(run["started_at"], 100))
+    return suite
 
-    props = ET.SubElement(suite, "properties")
-    base = results.get("base") or {}
-    for key, value in (
-        ("evalkit_version", results.get("evalkit_version")),
-        ("base_model", base.get("model")),
-        ("suite_sha256", (results.get("suite") or {}).get("sha256")),
-        ("seed", run.get("seed")),
-        ("limit", run.get("limit")),
-        ("smoke", run.get("smoke")),
-        ("exit_code", results.get("exit_code")),
-    ):
-        if value is not None:
-            text = str(value).lower() if isinstance(value, bool) else _x(value, 500)
-            ET.SubElement(props, "property", {"name": key, "value": text})
 
-    counts = _Counts()
-    _add_gates(suite, counts, list(results.get("gates") or []))
-    _add_integrity(suite, counts, list(results.get("integrity") or []))
-    _add_run_error(suite, counts, results)
+def _finish(root: ET.Element, suite: ET.Element, counts: _Counts) -> ET.Element:
     counts.set_on(suite)
     counts.set_on(root)
     root.attrib.pop("skipped")
     return root
 
 
-def render_junit(results: Mapping[str, Any]) -> str:
+def _partial(results: Mapping[str, Any]) -> ET.Element:
+    """A run that ended before it had figures: its exit code, error and warnings only."""
+    raw_err = results.get("error")
+    err = RunError.model_validate(raw_err) if isinstance(raw_err, Mapping) else None
+    root = ET.Element("testsuites", {"name": "evalkit", "time": "0"})
+    suite = _suite_element(root, "suite", "0")
+    ET.SubElement(suite, "properties")
+    counts = _Counts()
+    warnings = [str(w) for w in results.get("warnings") or []]
+    _add_run_error(suite, counts, results.get("exit_code"), err, warnings)
+    return _finish(root, suite, counts)
+
+
+def build_junit(results: Mapping[str, Any] | Results) -> ET.Element:
+    """The <testsuites> element for ``results``.
+
+    A document the results model refuses is rendered as a run that ended early (exit
+    code, error, warnings) when it has no figures at all, and refused otherwise.
+    """
+    doc = as_results(results)
+    if doc is None:
+        return _partial(to_jsonable(results))
+    run = doc.run
+    time_s = f"{run.duration_s:.3f}" if not is_missing(run.duration_s) else "0"
+    root = ET.Element("testsuites", {"name": "evalkit", "time": time_s})
+    suite = _suite_element(root, doc.suite.name, time_s)
+    if run.started_at:
+        suite.set("timestamp", _x(run.started_at, 100))
+
+    props = ET.SubElement(suite, "properties")
+    for key, value in (
+        ("evalkit_version", doc.evalkit_version),
+        ("base_model", doc.base.model),
+        ("suite_sha256", doc.suite.sha256),
+        ("seed", run.seed),
+        ("limit", run.limit),
+        ("smoke", run.smoke),
+        ("exit_code", doc.exit_code),
+    ):
+        if value is not None:
+            text = str(value).lower() if isinstance(value, bool) else _x(value, 500)
+            ET.SubElement(props, "property", {"name": key, "value": text})
+
+    counts = _Counts()
+    _add_gates(suite, counts, doc.gates)
+    _add_integrity(suite, counts, doc.integrity)
+    _add_run_error(suite, counts, doc.exit_code, doc.error, doc.warnings)
+    return _finish(root, suite, counts)
+
+
+def render_junit(results: Mapping[str, Any] | Results) -> str:
     """junit.xml text (UTF-8, with an XML declaration)."""
     root = build_junit(results)
     ET.indent(root, space="  ")

@@ -13,6 +13,7 @@ was written as "MAJOR.MINOR" (the integer 1, or no version at all) reads as "1.0
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
@@ -71,6 +72,7 @@ __all__ = [
     "SuiteInfo",
     "Sweep",
     "SweepPoint",
+    "as_results",
     "Task",
     "TaskFingerprint",
     "TaskMetric",
@@ -159,6 +161,27 @@ def normalize_version(version: Any) -> str | None:
 def major_of(version: str) -> int:
     """The major part of a normalized version."""
     return int(version.split(".")[0])
+
+
+# Keys of a document that has figures: one without any of them is a run that ended early.
+_FIGURES = ("variants", "tasks", "metrics", "comparisons", "gates", "integrity", "samples")
+
+
+def as_results(results: Mapping[str, Any] | Results) -> Results | None:
+    """``results`` as the model, for a renderer. None for a document with no figures at
+    all (a run that ended early: an exit code, an error, warnings), which the views still
+    render; a document with figures that the model refuses raises ValidationError."""
+    if isinstance(results, Results):
+        return results
+    from evalkit.outputs._fmt import to_jsonable
+
+    doc = to_jsonable(results)
+    version = normalize_version(doc.get("schema_version"))
+    if version is not None:
+        doc["schema_version"] = version
+    if not any(k in doc for k in _FIGURES):
+        return None
+    return Results.model_validate(doc)
 
 
 def json_schema() -> dict[str, Any]:
