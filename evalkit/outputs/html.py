@@ -23,11 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.outputs import _charts, _samples, _sections
 from evalkit.outputs import _fmt as f
+from evalkit.outputs.model import Comparison, MetricValue, Results, as_results
 
 if TYPE_CHECKING:
     import jinja2
 
 Row = dict[str, Any]
+
+# What a run that ended before it had figures (exit code and error only) renders from:
+# every list of figures empty. Built without validation: it is not a document.
+_NO_FIGURES = Results.model_construct(
+    variants=[], tasks=[], metrics=[], comparisons=[], forgetting={}, integrity=[], gates=[]
+)
 
 
 @lru_cache(maxsize=1)
@@ -69,145 +76,125 @@ def _s(x: Any) -> str:
     return "" if x is None else str(x)
 
 
-def _task_names(results: Mapping[str, Any]) -> list[str]:
-    names = [_s(t.get("name")) for t in results.get("tasks") or []]
-    for m in results.get("metrics") or []:
-        if _s(m.get("task")) not in names:
-            names.append(_s(m.get("task")))
+def _task_names(doc: Results) -> list[str]:
+    names = [t.name for t in doc.tasks]
+    for m in doc.metrics:
+        if m.task not in names:
+            names.append(m.task)
     return names
 
 
-def _gates(results: Mapping[str, Any]) -> list[Row]:
+def _gates(doc: Results) -> list[Row]:
     rows = []
-    for g in results.get("gates") or []:
-        severity = _s(g.get("severity") or "error")
-        passed = bool(g.get("passed"))
-        status = "passed" if passed else ("warned" if severity == "warning" else "failed")
-        if g.get("inconclusive"):  # a gate on a judge that failed its calibration
+    for g in doc.gates:
+        status = "passed" if g.passed else ("warned" if g.severity == "warning" else "failed")
+        if g.inconclusive:  # a gate on a judge that failed its calibration
             status = "inconclusive"
-        rows.append(
-            {
-                "name": _s(g.get("name")),
-                "status": status,
-                "severity": severity,
-                "detail": _s(g.get("detail")),
-            }
-        )
+        rows.append({"name": g.name, "status": status, "severity": g.severity, "detail": g.detail})
     return rows
 
 
-def _forgetting(results: Mapping[str, Any], meta: Mapping[tuple[str, str], Row]) -> list[Row]:
+def _forgetting(doc: Results, meta: Mapping[tuple[str, str], Row]) -> list[Row]:
     rows = []
-    for variant, info in (results.get("forgetting") or {}).items():
+    for variant, info in doc.forgetting.items():
         probes = []
-        for p in info.get("probes") or []:
-            task, metric = _s(p.get("task")), _s(p.get("metric"))
-            kind, unit = f.meta_for(meta, task, metric)
+        for p in info.probes:
+            kind, unit = f.meta_for(meta, p.task, p.metric)
             probes.append(
                 {
-                    "task": task,
-                    "metric": _s((meta.get((task, metric)) or {}).get("label") or metric),
-                    "delta": f.fmt_delta(p.get("delta"), kind, unit),
-                    "ci": f.fmt_ci(p.get("ci_low"), p.get("ci_high"), kind, unit),
-                    "margin": f.fmt_margin(p.get("margin"), kind, unit),
+                    "task": p.task,
+                    "metric": _s((meta.get((p.task, p.metric)) or {}).get("label") or p.metric),
+                    "delta": f.fmt_delta(p.delta, kind, unit),
+                    "ci": f.fmt_ci(p.ci_low, p.ci_high, kind, unit),
+                    "margin": f.fmt_margin(p.margin, kind, unit),
                 }
             )
-        rows.append(
-            {"variant": _s(variant), "flagged": bool(info.get("flagged")), "probes": probes}
-        )
+        rows.append({"variant": variant, "flagged": info.flagged, "probes": probes})
     return rows
 
 
-def _integrity(results: Mapping[str, Any]) -> list[Row]:
+def _integrity(doc: Results) -> list[Row]:
     return [
         {
-            "check": _s(c.get("check")),
-            "variant": _s(c.get("variant")),
-            "passed": bool(c.get("passed")),
-            "value": f.fmt_num(c.get("value")),
-            "tolerance": f.fmt_num(c.get("tolerance")),
-            "detail": _s(c.get("detail")),
+            "check": c.check,
+            "variant": c.variant,
+            "passed": c.passed,
+            "value": f.fmt_num(c.value),
+            "tolerance": f.fmt_num(c.tolerance),
+            "detail": c.detail,
         }
-        for c in results.get("integrity") or []
+        for c in doc.integrity
     ]
 
 
-def _glance(results: Mapping[str, Any], base: str) -> list[Row]:
+def _glance(doc: Results, base: str) -> list[Row]:
     """One row per non-base variant: verdict counts, forgetting, integrity."""
-    forgetting = results.get("forgetting") or {}
     rows = []
-    for v in results.get("variants") or []:
-        name = _s(v.get("name"))
-        if name == base:
+    for v in doc.variants:
+        if v.name == base:
             continue
         counts = dict.fromkeys(f.VERDICTS, 0)
-        for c in results.get("comparisons") or []:
-            if c.get("baseline", base) != base:  # against an earlier run: shown on its own
+        for c in doc.comparisons:
+            if c.baseline != base:  # against an earlier run: shown on its own
                 continue
-            if c.get("variant") == name and c.get("verdict") in counts:
-                counts[c["verdict"]] += 1
-        checks = [c for c in results.get("integrity") or [] if c.get("variant") == name]
+            if c.variant == v.name and c.verdict in counts:
+                counts[c.verdict] += 1
+        checks = [c for c in doc.integrity if c.variant == v.name]
+        info = doc.forgetting.get(v.name)
         rows.append(
             {
-                "name": name,
-                "kind": _s(v.get("kind")),
+                "name": v.name,
+                "kind": v.kind,
                 "counts": counts,
-                "flagged": bool((forgetting.get(name) or {}).get("flagged")),
+                "flagged": bool(info and info.flagged),
                 "integrity": (
-                    "—"
-                    if not checks
-                    else f"{sum(bool(c.get('passed')) for c in checks)}/{len(checks)} passed"
+                    "—" if not checks else f"{sum(c.passed for c in checks)}/{len(checks)} passed"
                 ),
-                "integrity_ok": all(bool(c.get("passed")) for c in checks),
+                "integrity_ok": all(c.passed for c in checks),
             }
         )
     return rows
 
 
-def _cell(
-    metric: Mapping[str, Any] | None, comp: Mapping[str, Any] | None, kind: str, unit: str
-) -> Row:
-    m = metric or {}
-    value = m.get("value") if metric else (comp or {}).get("value")
+def _cell(metric: MetricValue | None, comp: Comparison | None, kind: str, unit: str) -> Row:
+    # a variant with a comparison but no aggregate row (a baseline-only figure) shows the
+    # comparison's value and n
+    source = metric or comp
     cell: Row = {
-        "value": f.fmt_value(value, unit),
-        "n": _s(m.get("n") if metric else (comp or {}).get("n")),
-        "unscored": int(m.get("n_unscored") or 0),
+        "value": f.fmt_value(source.value if source else None, unit),
+        "n": _s(source.n if source else None),
+        "unscored": metric.n_unscored if metric else 0,
         "comp": None,
     }
     if comp is not None:
-        verdict = _s(comp.get("verdict") or "inconclusive")
         details = [
-            f"test: {_s(comp.get('test'))}",
-            f"p = {f.fmt_p(comp.get('p_value'))}",
-            f"p (adjusted) = {f.fmt_p(comp.get('p_adjusted'))}",
-            f"n = {_s(comp.get('n'))}",
-            f"margin {f.fmt_margin(comp.get('margin'), kind, unit)}",
-            f"MDE {f.fmt_margin(comp.get('mde'), kind, unit)}",
-            f"baseline {_s(comp.get('baseline'))} = {f.fmt_value(comp.get('base_value'), unit)}",
+            f"test: {_s(comp.test)}",
+            f"p = {f.fmt_p(comp.p_value)}",
+            f"p (adjusted) = {f.fmt_p(comp.p_adjusted)}",
+            f"n = {comp.n}",
+            f"margin {f.fmt_margin(comp.margin, kind, unit)}",
+            f"MDE {f.fmt_margin(comp.mde, kind, unit)}",
+            f"baseline {comp.baseline} = {f.fmt_value(comp.base_value, unit)}",
         ]
         cell["comp"] = {
-            "delta": f.fmt_delta(comp.get("delta"), kind, unit),
-            "ci": f.fmt_ci(comp.get("ci_low"), comp.get("ci_high"), kind, unit),
-            "verdict": verdict if verdict in f.VERDICTS else "inconclusive",
-            "p_adj": f.fmt_p(comp.get("p_adjusted")),
+            "delta": f.fmt_delta(comp.delta, kind, unit),
+            "ci": f.fmt_ci(comp.ci_low, comp.ci_high, kind, unit),
+            "verdict": comp.verdict,
+            "p_adj": f.fmt_p(comp.p_adjusted),
             "title": "; ".join(details),
         }
     return cell
 
 
 def _matrix(
-    results: Mapping[str, Any], meta: Mapping[tuple[str, str], Row], variants: list[str], base: str
+    doc: Results, meta: Mapping[tuple[str, str], Row], variants: list[str], base: str
 ) -> dict[str, list[Row]]:
     """task -> one row per metric, one cell per variant."""
-    metrics = {
-        (_s(m.get("task")), _s(m.get("variant")), _s(m.get("metric"))): m
-        for m in results.get("metrics") or []
-    }
-    comps: dict[tuple[str, str, str], Mapping[str, Any]] = {}
-    for c in results.get("comparisons") or []:
-        key = (_s(c.get("task")), _s(c.get("variant")), _s(c.get("metric")))
-        if c.get("baseline", base) == base or key not in comps:
+    metrics = {(m.task, m.variant, m.metric): m for m in doc.metrics}
+    comps: dict[tuple[str, str, str], Comparison] = {}
+    for c in doc.comparisons:
+        key = (c.task, c.variant, c.metric)
+        if c.baseline == base or key not in comps:
             comps[key] = c
     out: dict[str, list[Row]] = {}
     for task, metric in meta:
@@ -239,6 +226,8 @@ def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
     ``clean``: the caller already passed ``results`` through ``to_jsonable``.
     """
     results = results if clean else f.to_jsonable(results)
+    # the document's figures through the model; a run that ended early has none
+    doc = as_results(results) or _NO_FIGURES
     base = f.base_variant(results)
     meta = f.metric_meta(results)
     variant_rows = list(results.get("variants") or [])
@@ -251,10 +240,10 @@ def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
     by_task: dict[str, list[Mapping[str, Any]]] = {}
     for s in results.get("samples") or []:
         by_task.setdefault(_s(s.get("task")), []).append(s)
-    matrix = _matrix(results, meta, variants, base)
+    matrix = _matrix(doc, meta, variants, base)
     tasks: list[Row] = []
     payloads: list[Row] = []
-    for i, name in enumerate(_task_names(results)):
+    for i, name in enumerate(_task_names(doc)):
         t = task_decl.get(name) or {}
         sam = None
         if by_task.get(name):
@@ -275,9 +264,9 @@ def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
     no_samples = [
         t["name"] for t in tasks if t["samples"] is None and t["rows"] and t["kind"] == "probe"
     ]
-    gates = _gates(results)
-    forgetting = _forgetting(results, meta)
-    integrity = _integrity(results)
+    gates = _gates(doc)
+    forgetting = _forgetting(doc, meta)
+    integrity = _integrity(doc)
     raw_err = results.get("error")
     err: Mapping[str, Any] = raw_err if isinstance(raw_err, Mapping) else {}
     encoding, page_data = _samples.encode({"base": base, "variants": variants, "tasks": payloads})
@@ -312,7 +301,7 @@ def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
         "flagged": [r["variant"] for r in forgetting if r["flagged"]],
         "integrity": integrity,
         "integrity_failed": sum(not c["passed"] for c in integrity),
-        "glance": _glance(results, base),
+        "glance": _glance(doc, base),
         "warnings": [_s(w) for w in results.get("warnings") or []],
         "variants": [
             {k: _s(v.get(k)) for k in ("name", "kind", "adapter", "path", "fingerprint")}
