@@ -13,6 +13,7 @@ from typing import Any
 
 from evalkit.outputs import _fmt as f
 from evalkit.outputs._samples import judgments_of
+from evalkit.outputs.model import Results, Training
 
 Row = dict[str, Any]
 
@@ -132,46 +133,40 @@ def judges(results: Mapping[str, Any]) -> Row | None:
 
 
 def baseline_comparisons(
-    results: Mapping[str, Any], meta: Mapping[tuple[str, str], Mapping[str, Any]], base: str
+    doc: Results, meta: Mapping[tuple[str, str], Mapping[str, Any]], base: str
 ) -> list[Row]:
     """Comparisons against an earlier run's variants (baseline '<label>:<variant>')."""
     rows = []
-    for c in results.get("comparisons") or []:
-        if c.get("baseline", base) == base:
+    for c in doc.comparisons:
+        if c.baseline == base:
             continue
-        task, metric = _s(c.get("task")), _s(c.get("metric"))
-        kind, unit = f.meta_for(meta, task, metric)
-        verdict = _s(c.get("verdict") or "inconclusive")
+        kind, unit = f.meta_for(meta, c.task, c.metric)
         rows.append(
             {
-                "task": task,
-                "metric": _s((meta.get((task, metric)) or {}).get("label") or metric),
-                "variant": _s(c.get("variant")),
-                "baseline": _s(c.get("baseline")),
-                "was": f.fmt_value(c.get("base_value"), unit),
-                "now": f.fmt_value(c.get("value"), unit),
-                "delta": f.fmt_delta_ci(
-                    c.get("delta"), c.get("ci_low"), c.get("ci_high"), kind, unit
-                ),
-                "verdict": verdict if verdict in f.VERDICTS else "inconclusive",
+                "task": c.task,
+                "metric": _s((meta.get((c.task, c.metric)) or {}).get("label") or c.metric),
+                "variant": c.variant,
+                "baseline": c.baseline,
+                "was": f.fmt_value(c.base_value, unit),
+                "now": f.fmt_value(c.value, unit),
+                "delta": f.fmt_delta_ci(c.delta, c.ci_low, c.ci_high, kind, unit),
+                "verdict": c.verdict,
             }
         )
     return rows
 
 
-def training(variant: Mapping[str, Any]) -> str:
+def training(t: Training | None) -> str:
     """One line on how an adapter declared with `train:` came to be."""
-    t = variant.get("training")
-    if not isinstance(t, Mapping):
+    if t is None:
         return ""
-    parts = [_s(t.get("status"))]
-    if t.get("qlora"):
+    parts: list[str] = [t.status]
+    if t.qlora:
         parts.append("QLoRA")
-    if not f.is_missing(t.get("final_loss")):
-        parts.append(f"final loss {f.fmt_num(t['final_loss'])}")
-    if not f.is_missing(t.get("seconds")):
-        parts.append(f.fmt_duration(t["seconds"]))
-    settings = t.get("settings")
-    if isinstance(settings, Mapping) and settings:
-        parts.append(", ".join(f"{k}={_s(v)}" for k, v in settings.items()))
+    if not f.is_missing(t.final_loss):
+        parts.append(f"final loss {f.fmt_num(t.final_loss)}")
+    if not f.is_missing(t.seconds):
+        parts.append(f.fmt_duration(t.seconds))
+    if t.settings:
+        parts.append(", ".join(f"{k}={_s(v)}" for k, v in t.settings.items()))
     return " · ".join(p for p in parts if p)

@@ -230,8 +230,7 @@ def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
     doc = as_results(results) or _NO_FIGURES
     base = f.base_variant(results)
     meta = f.metric_meta(results)
-    variant_rows = list(results.get("variants") or [])
-    variants = [_s(v.get("name")) for v in variant_rows] or [base]
+    variants = [v.name for v in doc.variants] or [base]
     suite = results.get("suite") or {}
     run = results.get("run") or {}
     exit_code = results.get("exit_code")
@@ -289,7 +288,7 @@ def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
         "settings": _sections.flat_pairs(run["cache"], "cache") if run.get("cache") else [],
         "fingerprints": _sections.flat_pairs(results.get("fingerprints") or {}),
         "baseline": _sections.flat_pairs(results["baseline"]) if results.get("baseline") else [],
-        "baseline_rows": _sections.baseline_comparisons(results, meta, base),
+        "baseline_rows": _sections.baseline_comparisons(doc, meta, base),
         "overall": f.overall(exit_code),
         "exit_code": _s(exit_code),
         "exit_meaning": f.exit_meaning(exit_code),
@@ -304,9 +303,15 @@ def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
         "glance": _glance(doc, base),
         "warnings": [_s(w) for w in results.get("warnings") or []],
         "variants": [
-            {k: _s(v.get(k)) for k in ("name", "kind", "adapter", "path", "fingerprint")}
-            | {"training": _sections.training(v)}
-            for v in variant_rows
+            {
+                "name": v.name,
+                "kind": v.kind,
+                "adapter": _s(v.adapter),
+                "path": _s(v.path),
+                "fingerprint": _s(v.fingerprint),
+                "training": _sections.training(v.training),
+            }
+            for v in doc.variants
         ],
         "variant_names": variants,
         "tasks": tasks,
