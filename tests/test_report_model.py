@@ -229,3 +229,20 @@ def test_junit_reads_the_model_and_refuses_a_broken_document() -> None:
     broken["gates"][0]["severity"] = "fatal"
     with pytest.raises(ValueError, match="severity"):
         report.render_junit(broken)
+
+
+def test_numbers_keep_their_type_and_schema_bounds_hold() -> None:
+    """An integer figure stays an integer (the report prints 1 and 1.0 differently), and
+    the bounds of optional numbers are JSON Schema keywords a validator enforces."""
+    doc = report.to_jsonable(make_results())
+    doc["comparisons"][0]["margin"] = 1
+    doc["integrity"][0]["tolerance"] = 0
+    model = Results.model_validate(doc)
+    assert type(model.comparisons[0].margin) is int and type(model.integrity[0].tolerance) is int
+    assert report.render_junit(model) == report.render_junit(doc)
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json.loads(report.SCHEMA_PATH.read_text()))
+    doc["comparisons"][0]["p_value"] = 1.5
+    doc["comparisons"][1]["margin"] = -0.1
+    paths = {tuple(e.absolute_path) for e in validator.iter_errors(doc)}
+    assert paths == {("comparisons", 0, "p_value"), ("comparisons", 1, "margin")}

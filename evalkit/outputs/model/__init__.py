@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from evalkit.outputs.model._base import Part
+from evalkit.outputs.model._base import _KEYWORDS, Part
 from evalkit.outputs.model.figures import (
     Comparison,
     Forgetting,
@@ -186,7 +186,19 @@ def as_results(results: Mapping[str, Any] | Results) -> Results | None:
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of results.json, as committed at evalkit/outputs/results.schema.json."""
-    return Results.model_json_schema()
+    return _bounds_as_keywords(Results.model_json_schema())
+
+
+def _bounds_as_keywords(node: Any) -> Any:
+    """pydantic writes the bounds of an optional ``int | float`` as "ge"/"le" (not JSON
+    Schema keywords, so a validator would ignore them): rename them where they sit next to
+    a "number" type."""
+    if isinstance(node, list):
+        return [_bounds_as_keywords(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    number = node.get("type") == "number"
+    return {(_KEYWORDS.get(k, k) if number else k): _bounds_as_keywords(v) for k, v in node.items()}
 
 
 def schema_text() -> str:

@@ -1,8 +1,13 @@
-"""The base class of every part of the results model."""
+"""The base class of every part of the results model, and its number type."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler
+from pydantic_core import CoreSchema
+
+_KEYWORDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
 
 
 class Part(BaseModel):
@@ -11,3 +16,23 @@ class Part(BaseModel):
     are written as null), and a validated document is read-only."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class _AsJsonNumber:
+    """The JSON Schema of ``int | float`` as one "number" (with its bounds as JSON Schema
+    keywords, which pydantic leaves as "ge"/"le" on a union)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> dict[str, Any]:
+        js = dict(handler(core_schema))
+        js.pop("anyOf", None)
+        out: dict[str, Any] = {"type": "number"}
+        for k, v in js.items():
+            out[_KEYWORDS.get(k, k)] = v
+        return out
+
+
+# A figure: an int stays an int (a float field would turn a margin of 1 into 1.0, which
+# the report prints differently), a float stays a float; the schema says "number".
+Number = Annotated[int | float, _AsJsonNumber()]

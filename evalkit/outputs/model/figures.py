@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from evalkit.outputs.model._base import Part
+from evalkit.outputs.model._base import Number, Part
 
 DeltaKind = Literal["difference", "ratio"]
 
@@ -18,7 +18,7 @@ class TaskMetric(Part):
     higher_is_better: bool | None = Field(
         description="null: no better direction (a drift either way is a change)"
     )
-    margin: float | None = Field(ge=0)
+    margin: Number | None = Field(ge=0)
     delta_kind: DeltaKind
     unit: str | None = Field(
         None,
@@ -39,7 +39,7 @@ class MetricValue(Part):
     task: str
     variant: str
     metric: str
-    value: float | None
+    value: Number | None
     n: int = Field(ge=0)
     n_unscored: int = Field(ge=0)
 
@@ -49,30 +49,30 @@ class Comparison(Part):
     variant: str
     baseline: str
     metric: str
-    base_value: float | None
-    value: float | None
-    delta: float | None = Field(
+    base_value: Number | None
+    value: Number | None
+    delta: Number | None = Field(
         description="difference: value - base_value; ratio: value / base_value - 1"
     )
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None = Field(ge=0, le=1)
-    p_adjusted: float | None = Field(ge=0, le=1)
+    ci_low: Number | None
+    ci_high: Number | None
+    p_value: Number | None = Field(ge=0, le=1)
+    p_adjusted: Number | None = Field(ge=0, le=1)
     test: Literal["mcnemar-exact", "paired-bootstrap"] | None
     verdict: Literal["improved", "regressed", "equivalent", "inconclusive"]
-    margin: float | None = Field(ge=0)
+    margin: Number | None = Field(ge=0)
     delta_kind: DeltaKind
     n: int = Field(ge=0)
-    mde: float | None
+    mde: Number | None
 
 
 class ForgettingProbe(Part):
     task: str
     metric: str
-    delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    margin: float | None = Field(ge=0)
+    delta: Number | None
+    ci_low: Number | None
+    ci_high: Number | None
+    margin: Number | None = Field(ge=0)
 
 
 class Forgetting(Part):
@@ -84,8 +84,8 @@ class Integrity(Part):
     check: Literal["adapter_applied", "merge_agrees", "base_matches", "tokenizer_matches"]
     variant: str
     passed: bool
-    value: float | None
-    tolerance: float | None
+    value: Number | None
+    tolerance: Number | None
     detail: str
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from evalkit.outputs.model._base import Part
+from evalkit.outputs.model._base import Number, Part
 
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -29,7 +29,7 @@ class CacheCounts(Part):
 class RunInfo(Part):
     started_at: str = Field(description="ISO 8601")
     finished_at: str | None = Field(description="ISO 8601")
-    duration_s: float | None = Field(ge=0)
+    duration_s: Number | None = Field(ge=0)
     seed: int
     limit: int | None = Field(ge=1)
     smoke: bool = Field(description="true when limit is set")
@@ -49,9 +49,9 @@ class Stats(Part):
     written before it was recorded: those used the defaults below."""
 
     seed: int = 0
-    confidence: float = Field(0.95, gt=0, lt=1)
+    confidence: Number = Field(0.95, gt=0, lt=1)
     resamples: int = Field(2000, ge=1)
-    alpha: float = Field(0.05, gt=0, lt=1)
+    alpha: Number = Field(0.05, gt=0, lt=1)
 
 
 class Training(Part):
@@ -63,11 +63,11 @@ class Training(Part):
     path: str | None = None
     qlora: bool
     settings: dict[str, Any]
-    final_loss: float | None = None
-    epoch_losses: list[float | None] = Field(default_factory=list)
-    val_losses: list[float | None] = Field(default_factory=list)
-    seconds: float | None = None
-    quantization_drift: float | None = Field(
+    final_loss: Number | None = None
+    epoch_losses: list[Number | None] = Field(default_factory=list)
+    val_losses: list[Number | None] = Field(default_factory=list)
+    seconds: Number | None = None
+    quantization_drift: Number | None = Field(
         None,
         description="QLoRA only: max |delta logit| between the adapter on the 4-bit base "
         "and on the full-precision base.",
@@ -85,7 +85,7 @@ class Variant(Part):
 
 class SweepPoint(Part):
     adapter: str
-    settings: dict[str, float]
+    settings: dict[str, Number]
 
 
 class Sweep(Part):
@@ -143,4 +143,4 @@ class ProfileRow(Part):
     model_config = ConfigDict(extra="allow")
 
     stage: str
-    seconds: float | None
+    seconds: Number | None

@@ -6,15 +6,15 @@ from typing import Literal
 
 from pydantic import Field
 
-from evalkit.outputs.model._base import Part
+from evalkit.outputs.model._base import Number, Part
 
 
 class Reliability(Part):
     """The judge's agreement with human labels (`judge.labels`)."""
 
-    kappa: float | None
+    kappa: Number | None
     weighted: bool
-    agreement: float | None
+    agreement: Number | None
     n: int
     n_labels: int | None = None
     n_unscored: int | None = None
@@ -23,9 +23,9 @@ class Reliability(Part):
         default_factory=dict,
         description="human label -> judge score -> count (plus 'unscored')",
     )
-    swap_consistency: float | None
-    length_correlation: float | None
-    min_kappa: float | None
+    swap_consistency: Number | None
+    length_correlation: Number | None
+    min_kappa: Number | None
     reliable: bool
 
 
@@ -39,23 +39,23 @@ class Judge(Part):
     model: str
     endpoint: str = Field(description="host[:port] only, never credentials")
     template_sha256: str
-    scale: list[float] = Field(
+    scale: list[Number] = Field(
         min_length=2,
         max_length=2,
         description="[min, max]; pairwise: [0, 1], the variant's win value",
     )
     n_calls: int = Field(ge=0)
     n_cached: int | None = Field(None, ge=0)
-    duration_s: float | None = Field(
+    duration_s: Number | None = Field(
         None, description="wall time of this judge's calls (cached ones cost none)"
     )
     variants: list[str] | None = Field(
         None, description="the variants judged; the others' judgments say 'not judged'"
     )
     n_unscored: int = Field(ge=0)
-    error_rate: float = Field(ge=0, le=1)
+    error_rate: Number = Field(ge=0, le=1)
     errors_by_reason: dict[str, int]
-    swap_consistency: float | None = Field(
+    swap_consistency: Number | None = Field(
         None,
         description="pairwise: share of the run's pairs whose winner survives swapping A and B",
     )
@@ -64,7 +64,7 @@ class Judge(Part):
 
 class Judgment(Part):
     judge: str
-    score: float | None = Field(
+    score: Number | None = Field(
         description="null when unscored (see error); pairwise: the variant's win value, "
         "0.5 for the base"
     )
@@ -72,7 +72,7 @@ class Judgment(Part):
     error: str | None = Field(description="why unscored")
     prompt: str = Field(description="the rendered prompt (pairwise: both orders)")
     raw: str = Field(description="the judge's raw reply (pairwise: both orders)")
-    weighted_score: float | None = Field(
+    weighted_score: Number | None = Field(
         None,
         description="probability-weighted score over the scale, where top_logprobs were available",
     )
@@ -84,7 +84,7 @@ class Sample(Part):
     prompt: str
     reference: str | None
     outputs: dict[str, str | None]
-    scores: dict[str, dict[str, float | None]]
+    scores: dict[str, dict[str, Number | None]]
     judgments: dict[str, list[Judgment]] | None = Field(
         None,
         description="variant -> a list with one judgment per judge of the task (a list, so "
