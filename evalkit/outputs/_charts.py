@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from evalkit.outputs import _fmt as f
+from evalkit.outputs.model import Comparison, Results
 
 Row = dict[str, Any]
 
@@ -67,30 +68,28 @@ def _range(values: Sequence[float | None], pad: float = 0.08) -> tuple[float, fl
     return lo - span * pad, hi + span * pad
 
 
-def _against_base(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _against_base(doc: Results, base: str) -> list[Comparison]:
     """Comparisons with the base variant (not with an earlier run's variants)."""
-    base = f.base_variant(results)
-    return [c for c in results.get("comparisons") or [] if c.get("baseline", base) == base]
+    return [c for c in doc.comparisons if c.baseline == base]
 
 
 def forest(
-    results: Mapping[str, Any], meta: Mapping[tuple[str, str], Mapping[str, Any]], kinds: dict
+    doc: Results, meta: Mapping[tuple[str, str], Mapping[str, Any]], kinds: dict, base: str
 ) -> list[Row]:
     """One panel per (task, metric) that has comparisons; probes first."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for c in _against_base(results):
-        groups.setdefault((str(c.get("task", "")), str(c.get("metric", ""))), []).append(c)
+    groups: dict[tuple[str, str], list[Comparison]] = {}
+    for c in _against_base(doc, base):
+        groups.setdefault((c.task, c.metric), []).append(c)
     panels = []
     for (task, metric), comps in groups.items():
         kind, unit = f.meta_for(meta, task, metric)
         m = meta.get((task, metric)) or {}
-        margin = _display(m.get("margin", comps[0].get("margin")), kind, unit)
-        pts = []
-        for c in comps:
-            pts.append(
-                (c, _display(c.get("delta"), kind, unit), _display(c.get("ci_low"), kind, unit),
-                 _display(c.get("ci_high"), kind, unit))
-            )  # fmt: skip
+        margin = _display(m.get("margin", comps[0].margin), kind, unit)
+        pts = [
+            (c, _display(c.delta, kind, unit), _display(c.ci_low, kind, unit),
+             _display(c.ci_high, kind, unit))
+            for c in comps
+        ]  # fmt: skip
         extra: list[float | None] = [margin, -margin] if margin else []
         lo, hi = _range([v for _, d, a, b in pts for v in (d, a, b)] + extra)
         x0, x1 = LABEL_W, W - PAD
@@ -99,15 +98,15 @@ def forest(
             y = 18 + i * ROW_H + ROW_H / 2
             rows.append(
                 {
-                    "label": str(c.get("variant", "")),
+                    "label": c.variant,
                     "y": y,
                     "x": None if d is None else _scale(d, lo, hi, x0, x1),
                     "x_lo": None if a is None else _scale(a, lo, hi, x0, x1),
                     "x_hi": None if b is None else _scale(b, lo, hi, x0, x1),
-                    "verdict": str(c.get("verdict") or "inconclusive"),
-                    "title": f"{c.get('variant')}: "
-                    + f.fmt_delta_ci(c.get("delta"), c.get("ci_low"), c.get("ci_high"), kind, unit)
-                    + f" ({c.get('verdict')})",
+                    "verdict": c.verdict,
+                    "title": f"{c.variant}: "
+                    + f.fmt_delta_ci(c.delta, c.ci_low, c.ci_high, kind, unit)
+                    + f" ({c.verdict})",
                 }
             )
         height = 18 + len(rows) * ROW_H + 26
@@ -251,42 +250,36 @@ def histograms(
 
 
 def sweep(
-    results: Mapping[str, Any], meta: Mapping[tuple[str, str], Mapping[str, Any]], kinds: dict
+    doc: Results, meta: Mapping[tuple[str, str], Mapping[str, Any]], kinds: dict, base: str
 ) -> Row | None:
     """The rank-sweep trade-off: task gain (first golden metric) vs each probe's change."""
-    sw = results.get("sweep")
-    if not isinstance(sw, Mapping) or not sw.get("points"):
+    sw = doc.sweep
+    if sw is None or not sw.points:
         return None
-    comps = {
-        (str(c.get("variant")), str(c.get("task")), str(c.get("metric"))): c
-        for c in _against_base(results)
-    }
+    comps = {(c.variant, c.task, c.metric): c for c in _against_base(doc, base)}
     golden = [k for k in meta if kinds.get(k[0]) != "probe"]
     probes = [k for k in meta if kinds.get(k[0]) == "probe"]
     gain_key = golden[0] if golden else None
     points = []
-    for i, p in enumerate(sw.get("points") or []):
-        name = str(p.get("adapter") or p.get("variant") or f"point {i + 1}")
-        settings = p.get("settings") or {}
-        label = (
-            ", ".join(f"{k}={v}" for k, v in settings.items())
-            if isinstance(settings, Mapping)
-            else str(settings)
-        )
+    for i, p in enumerate(sw.points):
+        name = p.adapter or f"point {i + 1}"
+        label = ", ".join(f"{k}={v}" for k, v in p.settings.items())
         cells = []
         for key in ([gain_key] if gain_key else []) + probes:
-            c = comps.get((name, *key)) or {}
+            c = comps.get((name, *key))
             kind, unit = f.meta_for(meta, *key)
+            delta = c.delta if c else None
             cells.append(
                 {
                     "text": f.fmt_delta_ci(
-                        c.get("delta"), c.get("ci_low"), c.get("ci_high"), kind, unit
+                        delta, c.ci_low if c else None, c.ci_high if c else None, kind, unit
                     ),
-                    "verdict": str(c.get("verdict") or ""),
-                    "value": _display(c.get("delta"), kind, unit),
+                    "verdict": c.verdict if c else "",
+                    "value": _display(delta, kind, unit),
                 }
             )
-        flagged = bool(((results.get("forgetting") or {}).get(name) or {}).get("flagged"))
+        info = doc.forgetting.get(name)
+        flagged = bool(info and info.flagged)
         points.append({"name": name, "label": label or name, "cells": cells, "flagged": flagged})
     points_typed: list[Row] = points
     columns = [
@@ -337,8 +330,8 @@ def sweep(
                 }
             )
     return {
-        "name": str(sw.get("name") or "sweep"),
-        "parameters": [str(x) for x in sw.get("parameters") or []],
+        "name": sw.name or "sweep",
+        "parameters": list(sw.parameters),
         "columns": columns,
         "points": points,
         "charts": charts,
