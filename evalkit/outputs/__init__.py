@@ -130,15 +130,15 @@ def write_outputs(results: Mapping[str, Any] | Results, out_dir: Path) -> dict[s
     The document is validated by the results model before anything is written
     (ResultsError otherwise). Returns name -> path.
     """
-    clean, _ = validate_results(results)
+    clean, model = validate_results(results)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {RESULTS_JSON: out_dir / RESULTS_JSON}
     _atomic_write(written[RESULTS_JSON], render_results_json(clean))
     try:
         views = {
-            "report.html": render_html(clean, clean=True),
-            "junit.xml": render_junit(clean),
+            "report.html": render_html(clean, clean=True, model=model),
+            "junit.xml": render_junit(model),
             "summary.md": render_summary(clean),
         }
     except Exception as exc:

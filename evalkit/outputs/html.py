@@ -220,14 +220,17 @@ def _matrix(
     return out
 
 
-def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
+def build_view(
+    results: Mapping[str, Any], *, clean: bool = False, model: Results | None = None
+) -> Row:
     """Everything the template prints, as plain strings, numbers, booleans and lists.
 
-    ``clean``: the caller already passed ``results`` through ``to_jsonable``.
+    ``clean``: the caller already passed ``results`` through ``to_jsonable``. ``model``:
+    the same document, already validated (saves validating it again).
     """
     results = results if clean else f.to_jsonable(results)
     # the document's figures through the model; a run that ended early has none
-    doc = as_results(results) or _NO_FIGURES
+    doc = model or as_results(results) or _NO_FIGURES
     base = f.base_variant(results)
     meta = f.metric_meta(results)
     variants = [v.name for v in doc.variants] or [base]
@@ -326,12 +329,15 @@ def build_view(results: Mapping[str, Any], *, clean: bool = False) -> Row:
     }
 
 
-def render_html(results: Mapping[str, Any], *, clean: bool = False) -> str:
-    """report.html text (``clean``: ``results`` already went through ``to_jsonable``)."""
+def render_html(
+    results: Mapping[str, Any], *, clean: bool = False, model: Results | None = None
+) -> str:
+    """report.html text (``clean``: ``results`` already went through ``to_jsonable``;
+    ``model``: the same document as the validated results model)."""
     import markupsafe
 
     script, style = _asset("_report.js"), _asset("_report.css")
-    view = build_view(results, clean=clean)
+    view = build_view(results, clean=clean, model=model)
     # JSON with no < > & left (see _samples.safe_json), or base64: nothing that is markup
     view["page_data"] = markupsafe.Markup(view["page_data"])
     return (
