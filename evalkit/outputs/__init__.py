@@ -43,6 +43,7 @@ __all__ = [
     "render_results_json",
     "render_summary",
     "to_jsonable",
+    "validate_results",
     "write_outputs",
 ]
 
@@ -77,7 +78,8 @@ def validate_results(results: Mapping[str, Any] | Results) -> tuple[dict[str, An
     """The document as JSON-ready data (NaN as None) and as the validated model.
 
     Raises ResultsError when it does not match the model; a document from before
-    `schema_version` was "MAJOR.MINOR" is upgraded to "1.0" first.
+    `schema_version` was "MAJOR.MINOR" is upgraded to "1.0" first. A model is written
+    with the fields that were set on it (an optional section left unset stays absent).
     """
     if isinstance(results, Results):
         return results.model_dump(mode="json", exclude_unset=True), results
