@@ -19,7 +19,7 @@ from evalkit.decide.gates import Decision, apply_gates, exit_code
 from evalkit.decide.verdicts import compare, forgetting
 from evalkit.engines.records import Record
 from evalkit.errors import InputError
-from evalkit.outputs.model import Results, json_schema, schema_text
+from evalkit.outputs.model import Results, Stats, json_schema, schema_text
 from evalkit.outputs.results import build_results
 from evalkit.pipeline import validate
 from evalkit.plan.types import StatsSettings
@@ -246,3 +246,13 @@ def test_numbers_keep_their_type_and_schema_bounds_hold() -> None:
     doc["comparisons"][1]["margin"] = -0.1
     paths = {tuple(e.absolute_path) for e in validator.iter_errors(doc)}
     assert paths == {("comparisons", 0, "p_value"), ("comparisons", 1, "margin")}
+
+
+def test_scripted_run_validates_through_the_model() -> None:
+    """The scripted engine's run (tests/scripted_run.py) assembled by build_results."""
+    from tests.outputs.test_results_assembly import scripted_results
+
+    model = Results.model_validate(report.to_jsonable(scripted_results()))
+    assert {m.unit for t in model.tasks for m in t.metrics} == {
+        "fraction", "perplexity", "nats_per_token"}  # fmt: skip
+    assert model.stats == Stats() and all(not g.inconclusive for g in model.gates)

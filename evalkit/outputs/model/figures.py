@@ -22,8 +22,11 @@ class TaskMetric(Part):
     delta_kind: DeltaKind
     unit: str | None = Field(
         None,
-        description="Optional: the metric's unit; 'fraction' values show as percentages "
-        "and their differences as percentage points.",
+        description="The metric's unit, from the metric registry "
+        "(evalkit/scoring/metrics/spec.py UNITS): fraction values show as percentages and "
+        "their differences as percentage points, every other unit as a plain number. "
+        "Results written before units were recorded have none: then a difference metric "
+        "whose values all lie in [0, 1] is shown as a fraction.",
     )
 
 
