@@ -51,7 +51,7 @@ def load(tiny: bool) -> tuple[Any, Any]:
 
 
 def examples(n: int) -> list[tuple[str, str]]:
-    from evalkit.plan.build import prompt_environment
+    from evalkit.plan.prompts import prompt_environment
 
     template = prompt_environment().from_string(PROMPT)
     rows = [

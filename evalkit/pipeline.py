@@ -45,10 +45,29 @@ def _no_progress(description: str, total: int) -> Iterator[Progress]:
     yield lambda n: None
 
 
-def validate(suite_path: Path | str, *, limit: int | None = None) -> tuple[Suite, Plan]:
-    """Everything short of loading a model: the suite, its data, its references."""
+def validate(
+    suite_path: Path | str, *, limit: int | None = None, offline: bool = False
+) -> tuple[Suite, Plan]:
+    """Everything short of loading a model: the suite, its data, its references, and
+    (unless `offline`) the judge endpoint's credentials."""
     suite = load_suite(suite_path)
-    return suite, build_plan(suite, limit=limit)
+    plan = build_plan(suite, limit=limit)
+    preflight(suite, plan, offline=offline)
+    return suite, plan
+
+
+def preflight(suite: Suite, plan: Plan, *, offline: bool = False) -> None:
+    """Checks of the environment, not of the suite (a judge's API key, its server file),
+    made before any model loads so a missing key fails in a second, not after generation."""
+    from evalkit.errors import InputError
+    from evalkit.scoring.judges.core import check_endpoint
+
+    try:
+        check_endpoint(plan, offline=offline)
+    except InputError as exc:
+        serve = plan.judge is not None and plan.judge.provider.serve
+        loc = ("judge", "provider", "serve") if serve else ("judge", "provider")
+        raise suite.error(loc, exc.message, exc.hint) from None
 
 
 def default_output_dir(suite: Suite, started: datetime) -> Path:
@@ -76,6 +95,7 @@ def run_suite(
     t0 = time.perf_counter()
     suite = load_suite(suite_path)
     plan = build_plan(suite, limit=limit, variants=variants, seed=seed)
+    preflight(suite, plan)
     cfg = suite.config
     # a baseline whose data or settings differ is refused before any model loads
     base_run = (
@@ -101,9 +121,7 @@ def run_suite(
             ),
         )
         advance(1)
-    integrity = run_checks(
-        engine, plan.variants, cfg.base, cfg.settings.integrity, adapter_paths, suite.root
-    )
+    integrity = run_checks(engine, plan, adapter_paths)
     for r in integrity:
         if not r.passed:
             log.error("integrity check %s failed for %s: %s", r.check, r.variant, r.detail)
@@ -119,20 +137,18 @@ def run_suite(
     from evalkit.scoring.judges.results import attach_judgments
     from evalkit.scoring.judges.run import judge_warnings, run_judges, without_judges
 
-    judged = run_judges(suite, plan, records, use_cache=use_cache, progress=progress)
+    judged = run_judges(plan, records, use_cache=use_cache, progress=progress)
     scores = score(without_judges(plan), records)
     scores.update(judged.scores)
-    comparisons = compare(plan, scores, cfg.settings)
+    comparisons = compare(plan, scores)
     flags = forgetting(plan, comparisons)
-    gates = apply_gates(plan, cfg.gates, scores, comparisons, flags, judged.unreliable)
+    gates = apply_gates(plan, scores, comparisons, flags, judged.unreliable)
     fps = run_fingerprints(plan, suite.sha256, {v: engine.fingerprint(v) for v in plan.variants})
     baseline_meta = None
     if base_run is not None:  # after the gates: they judge a variant against its base
-        against, baseline_meta = base_run.compare(plan, scores, cfg.settings, fps)
+        against, baseline_meta = base_run.compare(plan, scores, fps)
         comparisons = comparisons + against
-    integrity_failed = cfg.settings.integrity.on_failure == "error" and not all(
-        r.passed for r in integrity
-    )
+    integrity_failed = plan.integrity.on_failure == "error" and not all(r.passed for r in integrity)
     code = exit_code(gates, integrity_failed)
 
     warnings = (

@@ -59,7 +59,7 @@ GENERAL_QUESTIONS = [
 
 def render_prompt(clause: str) -> str:
     """The task prompt for one clause, rendered as evaluation renders suite templates."""
-    from evalkit.plan.build import prompt_environment
+    from evalkit.plan.prompts import prompt_environment
 
     return str(prompt_environment().from_string(PROMPT).render(clause=clause))
 

@@ -22,10 +22,9 @@ from evalkit.decide.baseline import (
 )
 from evalkit.errors import EXIT_BAD_INPUT, InputError
 from evalkit.pipeline import run_suite
-from evalkit.plan.types import Example, Plan, TaskPlan
+from evalkit.plan.types import Example, Plan, StatsSettings, TaskPlan
 from evalkit.scoring.metrics import MetricSpec
 from evalkit.scoring.score import MetricScores
-from evalkit.suite.config import Settings
 from tests.conftest import write_jsonl
 
 ACC = MetricSpec("acc", "exact_match", "generate", "higher", 0.05, binary=True)
@@ -65,7 +64,7 @@ def test_pairs_by_id_and_detects_a_regression(tmp_path: Path) -> None:
         list((score - 0.1)[order]),
         [ids[i] for i in order],
     )
-    got = compare_runs(load_run(a), load_run(b).doc, [("a1", "a1")], Settings(), "rel")
+    got = compare_runs(load_run(a), load_run(b).doc, [("a1", "a1")], StatsSettings(), "rel")
     by_metric = {c.metric.name: c for c in got}
     assert by_metric["acc"].verdict == "regressed"
     assert by_metric["acc"].stats.test == "mcnemar-exact"
@@ -74,14 +73,14 @@ def test_pairs_by_id_and_detects_a_regression(tmp_path: Path) -> None:
     assert by_metric["score"].verdict == "regressed"
     assert all(c.baseline == "rel:a1" and c.stats.n == n for c in got)
     # the same run against itself: no change, equivalent within the margins
-    same = compare_runs(load_run(a), load_run(a).doc, [("a1", "a1")], Settings(), "rel")
+    same = compare_runs(load_run(a), load_run(a).doc, [("a1", "a1")], StatsSettings(), "rel")
     assert {c.verdict for c in same} == {"equivalent"}
 
 
 def test_only_shared_ids_are_paired(tmp_path: Path) -> None:
     a = fake_run(tmp_path, "a", [1, 0, 1, 1], [0.1, 0.2, 0.3, 0.4], ["x", "y", "z", "w"])
     b = fake_run(tmp_path, "b", [1, 1, 0], [0.2, 0.3, math.nan], ["w", "z", "new"])
-    got = compare_runs(load_run(a), load_run(b).doc, [("a1", "a1")], Settings(), "r")
+    got = compare_runs(load_run(a), load_run(b).doc, [("a1", "a1")], StatsSettings(), "r")
     assert {c.metric.name: c.stats.n for c in got} == {"acc": 2, "score": 2}
 
 

@@ -5,6 +5,7 @@ whose chat template differs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from evalkit.decide.integrity import (
 )
 from evalkit.engines.hf import HFEngine
 from evalkit.errors import EXIT_BAD_INPUT, InputError
-from evalkit.suite.config import IntegrityConfig
+from evalkit.plan.types import IntegritySettings
 
 
 def make_adapter(base_dir: Path, out: Path, *, zero: bool = False, seed: int = 2) -> Path:
@@ -89,7 +90,7 @@ def by_check(results: list, check: str, variant: str):
 
 def test_all_zero_adapter_is_caught(engine: HFEngine) -> None:
     results = check_variants(
-        engine, ["base", "good", "zero", "merged:good", "merged:zero"], IntegrityConfig()
+        engine, ["base", "good", "zero", "merged:good", "merged:zero"], IntegritySettings()
     )
     good = by_check(results, "adapter_applied", "good")
     zero = by_check(results, "adapter_applied", "zero")
@@ -135,7 +136,7 @@ class PerturbedMerge:
 def test_merged_model_with_perturbed_weights_is_caught(engine: HFEngine) -> None:
     variants = ["base", "good", "merged:good"]
     broken = by_check(
-        check_variants(PerturbedMerge(engine, 0.5), variants, IntegrityConfig()),  # type: ignore[arg-type]
+        check_variants(PerturbedMerge(engine, 0.5), variants, IntegritySettings()),  # type: ignore[arg-type]
         "merge_agrees",
         "merged:good",
     )
@@ -143,20 +144,20 @@ def test_merged_model_with_perturbed_weights_is_caught(engine: HFEngine) -> None
     assert broken.value > 1e-3 and "do not compute the adapter" in broken.detail
     # the same engine, unperturbed, passes: the check is about the weights, not the setup
     fine = by_check(
-        check_variants(engine, variants, IntegrityConfig()), "merge_agrees", "merged:good"
+        check_variants(engine, variants, IntegritySettings()), "merge_agrees", "merged:good"
     )
     assert fine.passed
 
 
 def test_merge_tolerance_depends_on_precision() -> None:
-    cfg = IntegrityConfig()
+    cfg = IntegritySettings()
     fp32, half, nf4 = (
-        merge_tolerances(cfg, "float32", False),
-        merge_tolerances(cfg, "bfloat16", False),
-        merge_tolerances(cfg, "float32", True),
+        merge_tolerances(cfg),
+        merge_tolerances(dataclasses.replace(cfg, dtype="bfloat16")),
+        merge_tolerances(dataclasses.replace(cfg, load_in_4bit=True)),
     )
     assert fp32[0] < half[0] < nf4[0] and fp32[1] > half[1] > nf4[1]
-    assert merge_tolerances(IntegrityConfig(merge_kl_tolerance=0.5), "float32", False)[0] == 0.5
+    assert merge_tolerances(IntegritySettings(merge_kl_tolerance=0.5))[0] == 0.5
 
 
 def test_adapter_for_other_shapes_is_refused_with_exit_2(

@@ -117,12 +117,18 @@ def _print_outcome(results: dict[str, Any], out_dir: Path) -> None:
 @app.command()
 def validate(
     suite: Annotated[Path, typer.Argument(help="the suite YAML file")],
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline", help="skip the checks that need the environment (judge API keys)"
+        ),
+    ] = False,
 ) -> None:
     """Check a suite, its data and its references without loading any model."""
     from evalkit.pipeline import validate as validate_suite
 
     with _errors():
-        loaded, plan = validate_suite(suite)
+        loaded, plan = validate_suite(suite, offline=offline)
     n = sum(len(t.examples) for t in plan.tasks)
     typer.echo(
         f"{suite}: ok — {len(plan.variants)} variants × {len(plan.tasks)} tasks "

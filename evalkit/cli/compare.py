@@ -4,7 +4,8 @@ RUN_A is the baseline (the last release), RUN_B the candidate. Same-named varian
 compared (or the pairs given with --pair A_VARIANT=B_VARIANT), every shared task and
 metric, with the statistics of a run against its base: McNemar or a paired bootstrap,
 Holm within each variant's golden metrics and its probes, verdicts against the margins
-the candidate's suite declares.
+the candidate's suite declares, with the statistics settings (seed, interval level,
+resamples, alpha) the candidate run recorded in its results.json.
 
 Exit codes: 0 nothing regressed, 1 a comparison regressed, 2 the runs cannot be compared
 (a missing run, or data or settings that differ without --force).
@@ -12,6 +13,7 @@ Exit codes: 0 nothing regressed, 1 a comparison regressed, 2 the runs cannot be 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_OK, InputError
+from evalkit.plan.types import StatsSettings
 
 
 def _pairs(
@@ -64,17 +67,27 @@ def compare_command(
     from evalkit.decide.baseline import check_comparable, compare_runs, load_run
     from evalkit.outputs._fmt import to_jsonable
     from evalkit.outputs.results import comparison_rows
-    from evalkit.suite.config import Settings
 
     with _errors():
         a, b = load_run(run_a), load_run(run_b)
         notes = check_comparable(a.fingerprints, b.fingerprints, force=force)
         pairs = _pairs(pair, a.variants, b.variants)
-        comparisons = compare_runs(a, b.doc, pairs, Settings(), label=run_a.name)
+        stats = recorded_stats(run_b)
+        if recorded_stats(run_a) != stats:
+            notes.append(
+                "the runs recorded different statistics settings; the candidate's are used"
+            )
+        comparisons = compare_runs(a, b.doc, pairs, stats, label=run_a.name)
     rows = comparison_rows(comparisons)
-    _print(rows, notes, run_a, run_b)
+    _print(rows, notes, run_a, run_b, stats.ci_label)
     if output is not None:
-        doc = {"baseline": str(run_a), "candidate": str(run_b), "notes": notes, "comparisons": rows}
+        doc = {
+            "baseline": str(run_a),
+            "candidate": str(run_b),
+            "notes": notes,
+            "stats": dataclasses.asdict(stats),
+            "comparisons": rows,
+        }
         output.write_text(json.dumps(to_jsonable(doc), indent=2, allow_nan=False) + "\n")
         _console().print(f"wrote {output}", highlight=False)
     regressed = any(r["verdict"] == "regressed" for r in rows)
@@ -87,13 +100,33 @@ def _fmt(r: dict[str, Any]) -> str:
     return f"{f(r['delta'])} [{f(r['ci_low'])}, {f(r['ci_high'])}]"
 
 
-def _print(rows: list[dict[str, Any]], notes: list[str], run_a: Path, run_b: Path) -> None:
+def recorded_stats(run_dir: Path) -> StatsSettings:
+    """The statistics settings a run recorded in its results.json (`stats`); the defaults
+    for a run from before they were recorded."""
+    path = Path(run_dir) / "results.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return StatsSettings()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot be read as JSON: {exc}") from None
+    stats = doc.get("stats") if isinstance(doc, dict) else None
+    if not isinstance(stats, dict):
+        return StatsSettings()
+    known = {f.name for f in dataclasses.fields(StatsSettings)}
+    try:
+        return StatsSettings(**{k: v for k, v in stats.items() if k in known})
+    except TypeError as exc:
+        raise InputError(f"{path}: `stats` is not a statistics settings object: {exc}") from None
+
+
+def _print(rows: list[dict[str, Any]], notes: list[str], run_a: Path, run_b: Path, ci: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     table = Table(title=f"{run_b} against {run_a}")
-    for col in ("task/metric", "variant", "A", "B", "delta [95% CI]", "mde", "verdict"):
+    for col in ("task/metric", "variant", "A", "B", f"delta [{ci}]", "mde", "verdict"):
         table.add_column(col)
     colour = {"regressed": "red", "improved": "green", "equivalent": "cyan"}
     for r in rows:

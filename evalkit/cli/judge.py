@@ -25,11 +25,11 @@ def preview(
     from evalkit.cli.common import _errors
     from evalkit.pipeline import validate
     from evalkit.scoring.judges.render import render_prompt
-    from evalkit.scoring.judges.run import _rows_by_id, judge_metrics
+    from evalkit.scoring.judges.run import judge_metrics
     from evalkit.scoring.judges.spec import load_judge_spec
 
     with _errors():
-        loaded, plan = validate(suite, limit=n)
+        _, plan = validate(suite, limit=n, offline=True)
         tp = plan.task(task)
         if tp is None:
             from evalkit.errors import InputError
@@ -42,7 +42,6 @@ def preview(
         if not metrics:
             typer.echo(f"task '{task}' has no judges")
             raise typer.Exit(0)
-        rows = _rows_by_id(loaded, task)
         for m in metrics:
             spec = load_judge_spec(Path(m.params["spec_path"]))
             for ex in tp.examples[:n]:
@@ -53,7 +52,7 @@ def preview(
                     question=ex.prompt,
                     answers=answers,
                     reference=ex.reference,
-                    row=rows.get(ex.id, {}),
+                    row=dict(ex.row),
                 )
                 typer.echo(f"===== {m.name} · {task} · {ex.id} (answer shown: the reference)")
                 typer.echo(prompt.text())

@@ -23,10 +23,9 @@ from typing import Any
 
 from evalkit.decide.verdicts import Comparison, RawComparison, compare_metric, holm_by_family
 from evalkit.errors import InputError
-from evalkit.plan.types import Plan, TaskPlan
+from evalkit.plan.types import Plan, StatsSettings, TaskPlan
 from evalkit.scoring.metrics import MetricSpec
 from evalkit.scoring.score import Scores
-from evalkit.suite.config import Settings
 
 SCORES_JSON = "scores.json"
 SCORES_VERSION = 1
@@ -172,12 +171,13 @@ def compare_runs(
     baseline: RunScores,
     candidate: dict[str, Any],
     pairs: list[tuple[str, str]],
-    settings: Settings,
+    stats: StatsSettings,
     label: str,
 ) -> list[Comparison]:
     """Comparisons of `candidate` (a scores.json document) against `baseline`: for each
     (baseline variant, candidate variant) pair, each shared task and metric, examples
-    paired by id. Holm-corrected within (candidate variant, task kind), as against base."""
+    paired by id. Holm-corrected within (candidate variant, task kind), as against base;
+    `stats`: the seed, interval level and resamples to compute with."""
     raw: list[RawComparison] = []
     btasks, ctasks = baseline.doc["tasks"], candidate["tasks"]
     for task in [t for t in ctasks if t in btasks]:
@@ -194,16 +194,16 @@ def compare_runs(
                 if b is None or c is None:
                     continue
 
-                stats = compare_metric(
+                paired = compare_metric(
                     spec,
-                    settings,
+                    stats,
                     _column(b["values"], shared, 0),
                     _column(b["weights"], shared, 0),
                     _column(c["values"], shared, 1),
                     _column(c["weights"], shared, 1),
                 )
-                raw.append((task, ct["kind"], cvar, spec, stats, f"{label}:{bvar}"))
-    return holm_by_family(raw)
+                raw.append((task, ct["kind"], cvar, spec, paired, f"{label}:{bvar}"))
+    return holm_by_family(raw, stats.alpha)
 
 
 def default_pairs(baseline: RunScores, candidate_variants: list[str]) -> list[tuple[str, str]]:
@@ -221,7 +221,7 @@ class BaselineStage:
     notes: list[str]
 
     def compare(
-        self, plan: Plan, scores: Scores, settings: Settings, fingerprints: dict[str, Any]
+        self, plan: Plan, scores: Scores, fingerprints: dict[str, Any]
     ) -> tuple[list[Comparison], dict[str, Any]]:
         doc = scores_doc(plan, scores)
         pairs = default_pairs(self.run, plan.variants)
@@ -230,7 +230,7 @@ class BaselineStage:
             "variants"
         ].get("base"):
             notes.append("the base models differ")
-        comparisons = compare_runs(self.run, doc, pairs, settings, self.label)
+        comparisons = compare_runs(self.run, doc, pairs, plan.stats, self.label)
         meta = {
             "run_dir": str(self.run.run_dir),
             "label": self.label,

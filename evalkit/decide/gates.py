@@ -11,7 +11,6 @@ from evalkit.decide.verdicts import Comparison
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK
 from evalkit.plan.types import Plan
 from evalkit.scoring.score import Scores
-from evalkit.suite.config import GateConfig
 
 
 @dataclass(frozen=True)
@@ -34,16 +33,16 @@ class Decision:
 
 def apply_gates(
     plan: Plan,
-    gates: list[GateConfig],
     scores: Scores,
     comparisons: list[Comparison],
     flags: dict[str, list[Comparison]],
     unreliable: dict[tuple[str, str], str] | None = None,
 ) -> list[GateResult]:
-    """`unreliable`: (task, judge metric) -> why that judge is not trusted; its gates
-    become "inconclusive: judge unreliable" (its error-rate gate still applies)."""
+    """The plan's gates. `unreliable`: (task, judge metric) -> why that judge is not
+    trusted; its gates become "inconclusive: judge unreliable" (its error-rate gate still
+    applies)."""
     results = []
-    for gate in gates:
+    for gate in plan.gates:
         if gate.variant not in plan.variants:
             # `--variants` left it out: nothing to judge, and no reason to fail the run.
             detail = "not evaluated: variant not in this run"

@@ -27,7 +27,7 @@ from typing import Any
 
 from evalkit.engines.base import Engine
 from evalkit.engines.registry import capabilities_of
-from evalkit.suite.config import IntegrityConfig
+from evalkit.plan.types import IntegritySettings, Plan
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,11 @@ class IntegrityResult:
     detail: str
 
 
-def merge_tolerances(
-    settings: IntegrityConfig, dtype: str, load_in_4bit: bool
-) -> tuple[float, float]:
-    """(max KL, min top-1 agreement) for merge_agrees: the suite's, or by precision."""
-    key = "4bit" if load_in_4bit else ("float32" if dtype == "float32" else "half")
+def merge_tolerances(settings: IntegritySettings) -> tuple[float, float]:
+    """(max KL, min top-1 agreement) for merge_agrees: the suite's, or by the base's
+    precision."""
+    precision = "float32" if settings.dtype == "float32" else "half"
+    key = "4bit" if settings.load_in_4bit else precision
     kl, agree = MERGE_TOLERANCES[key]
     return (settings.merge_kl_tolerance or kl, settings.merge_min_agreement or agree)
 
@@ -79,10 +79,7 @@ def _kl_stats(ref: Any, other: Any) -> tuple[float, float]:
 def check_variants(
     engine: Engine,
     variants: list[str],
-    settings: IntegrityConfig,
-    *,
-    dtype: str = "float32",
-    load_in_4bit: bool = False,
+    settings: IntegritySettings,
 ) -> list[IntegrityResult]:
     import numpy as np
 
@@ -100,7 +97,7 @@ def check_variants(
         mean_kl = float(np.average([m for _, m in kls], weights=weights))
         return diff, agree, max(k for k, _ in kls), mean_kl
 
-    kl_tol, agree_min = merge_tolerances(settings, dtype, load_in_4bit)
+    kl_tol, agree_min = merge_tolerances(settings)
     results = []
     for v in variants:
         if v == "base":
@@ -286,19 +283,15 @@ def check_lora_shapes(model: Any, adapter_dir: Path, name: str) -> None:
         )
 
 
-def run_checks(
-    engine: Any,
-    variants: list[str],
-    base: Any,
-    settings: IntegrityConfig,
-    adapters: dict[str, Path],
-    base_root: Path | None,
-) -> list[IntegrityResult]:
-    """Every integrity check of a run; `base` is the suite's BaseModelConfig."""
-    results = check_base_match(adapters, base.model, engine.fingerprint("base"), base_root)
+def run_checks(engine: Any, plan: Plan, adapters: dict[str, Path]) -> list[IntegrityResult]:
+    """Every integrity check of a run, with the plan's integrity settings; `adapters`:
+    the adapter directories the engine loaded."""
+    settings = plan.integrity
+    results = check_base_match(adapters, settings.base_model, engine.fingerprint("base"), plan.root)
     tokenizer = getattr(engine, "tokenizer", None)
     if tokenizer is not None:
         results += check_tokenizer_match(adapters, tokenizer)
+    variants = plan.variants
     # what the backend cannot compute is skipped, and the log says so
     caps = capabilities_of(engine)
     if not caps.probe_logits:
@@ -306,7 +299,5 @@ def run_checks(
         return results
     if not caps.merged:
         variants = [v for v in variants if not v.startswith("merged:")]
-    results += check_variants(
-        engine, variants, settings, dtype=base.dtype, load_in_4bit=base.load_in_4bit
-    )
+    results += check_variants(engine, variants, settings)
     return results

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.decide.stats import PairedComparison, compare_paired, holm, verdict
-from evalkit.plan.types import Plan
+from evalkit.plan.types import Plan, StatsSettings
 from evalkit.scoring.metrics import MetricSpec
 from evalkit.scoring.score import Scores
-from evalkit.suite.config import Settings
 
-ALPHA = 0.05
+ALPHA = StatsSettings.alpha
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,8 @@ def verdict_for(stats: PairedComparison, spec: MetricSpec, alpha: float = ALPHA)
     return "regressed" if v == "improved" else v
 
 
-def compare(plan: Plan, scores: Scores, settings: Settings) -> list[Comparison]:
+def compare(plan: Plan, scores: Scores) -> list[Comparison]:
+    """Every non-base variant against the base, with the plan's statistics settings."""
     raw: list[RawComparison] = []
     for task in plan.tasks:
         for spec in task.metrics:
@@ -54,19 +54,19 @@ def compare(plan: Plan, scores: Scores, settings: Settings) -> list[Comparison]:
             for variant in plan.variants[1:]:
                 other = scores[(task.name, spec.name, variant)]
                 stats = compare_metric(
-                    spec, settings, base.values, base.weights, other.values, other.weights
+                    spec, plan.stats, base.values, base.weights, other.values, other.weights
                 )
                 raw.append((task.name, task.kind, variant, spec, stats, "base"))
-    out = holm_by_family(raw)
+    out = holm_by_family(raw, plan.stats.alpha)
     order = {(t.name, m.name): i for i, t in enumerate(plan.tasks) for m in t.metrics}
     out.sort(key=lambda c: (order[(c.task, c.metric.name)], plan.variants.index(c.variant)))
     return out
 
 
 def compare_metric(
-    spec: MetricSpec, settings: Settings, bv: Any, bw: Any, vv: Any, vw: Any
+    spec: MetricSpec, stats: StatsSettings, bv: Any, bw: Any, vv: Any, vw: Any
 ) -> PairedComparison:
-    """One metric, base values against variant values, with the suite's statistics."""
+    """One metric, base values against variant values, with the run's statistics."""
     return compare_paired(
         bv,
         bw,
@@ -75,9 +75,9 @@ def compare_metric(
         transform=spec.transform,
         delta_kind=spec.delta_kind,
         binary=spec.binary,
-        confidence=settings.confidence,
-        n_resamples=settings.bootstrap_resamples,
-        seed=settings.seed,
+        confidence=stats.confidence,
+        n_resamples=stats.resamples,
+        seed=stats.seed,
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from evalkit.outputs import _fmt as f
+from evalkit.plan.types import ci_label
 
 SAMPLES_PER_TASK = 20
 SAMPLE_TEXT_CHARS = 800
@@ -155,7 +156,7 @@ def _comparison_rows(
     return rows
 
 
-def _comparisons(rows: list[tuple[int, str]], keep: int, max_bytes: int) -> str:
+def _comparisons(rows: list[tuple[int, str]], keep: int, max_bytes: int, ci: str = "95% CI") -> str:
     """The comparisons section with the ``keep`` most important rows, in their order."""
     if not rows:
         return ""
@@ -171,7 +172,8 @@ def _comparisons(rows: list[tuple[int, str]], keep: int, max_bytes: int) -> str:
         if dropped
         else []
     )
-    return "\n".join([*_COMP_HEAD, *shown, "", *note]) + "\n"
+    head = [line.replace("95% CI", ci) for line in _COMP_HEAD]  # the level the run used
+    return "\n".join([*head, *shown, "", *note]) + "\n"
 
 
 _COMP_HEAD = [
@@ -246,10 +248,11 @@ def render_summary(results: Mapping[str, Any], max_bytes: int = 1_000_000) -> st
 
     rows = _comparison_rows(results, meta)
     keep = len(rows)
-    comp = _comparisons(rows, keep, max_bytes)
+    ci = ci_label(float((results.get("stats") or {}).get("confidence", 0.95)))
+    comp = _comparisons(rows, keep, max_bytes, ci)
     while keep > 0 and _nbytes(core + comp + after) > max_bytes:
         keep //= 2
-        comp = _comparisons(rows, keep, max_bytes)
+        comp = _comparisons(rows, keep, max_bytes, ci)
 
     text = core + comp + after
     blocks, changed = _sample_blocks(results)

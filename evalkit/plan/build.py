@@ -1,36 +1,30 @@
-"""Suite -> Plan: read the data, render the prompts, and check every reference, still
-before any model is loaded."""
+"""Suite -> Plan: read the data, render the prompts, check every reference, and resolve
+every setting the later stages read (statistics, gates, integrity, judges), still before
+any model is loaded. Nothing after this stage reads the suite."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from evalkit.errors import DataError, SuiteError
 from evalkit.plan.datasets import load_rows
 from evalkit.plan.probes import BUILTIN_PROBES, builtin_probes
-from evalkit.plan.types import Example, Plan, TaskPlan
+from evalkit.plan.prompts import prompt_environment, template_columns
+from evalkit.plan.types import (
+    Example,
+    GateSpec,
+    IntegritySettings,
+    JudgeProvider,
+    JudgeRef,
+    JudgeSettings,
+    Plan,
+    StatsSettings,
+    TaskPlan,
+)
 from evalkit.scoring.metrics import golden_metric
-from evalkit.suite.config import TaskConfig
+from evalkit.suite.config import SuiteConfig, TaskConfig
 from evalkit.suite.loader import Suite
 from evalkit.suite.yaml_lines import Loc
-
-
-def prompt_environment() -> Any:
-    """The Jinja environment suite templates render in (training scripts use it too, so a
-    prompt is the same text in training and evaluation)."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
-
-    # Sandboxed: prompt templates come from suite files; StrictUndefined: a misspelt
-    # column is an error, not an empty string in every prompt.
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
-
-
-def _template_columns(env: Any, source: str) -> set[str]:
-    from jinja2 import meta
-
-    return set(meta.find_undeclared_variables(env.parse(source)))
 
 
 def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | None) -> TaskPlan:
@@ -52,7 +46,7 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
         if source is None:
             continue
         try:
-            missing = _template_columns(env, source) - columns
+            missing = template_columns(env, source) - columns
             compiled[key] = env.from_string(source)
         except TemplateSyntaxError as exc:
             raise suite.error(
@@ -96,15 +90,22 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
                 loc + ("prompt",), f"rendering row {i + 1} of {data_path.name} failed: {exc}"
             ) from None
         examples.append(
-            Example(id=ex_id, prompt=rendered["prompt"], reference=rendered.get("reference"))
+            Example(
+                id=ex_id,
+                prompt=rendered["prompt"],
+                reference=rendered.get("reference"),
+                row=tuple(row.items()),
+            )
         )
     metrics = [
         golden_metric(m.type, m.label, m.margin, value=m.value, field=m.field) for m in task.metrics
     ]
+    judges: list[JudgeRef] = []
     if task.judges:  # judge templates are checked here, before any model or judge call
-        from evalkit.scoring.judges.plan_check import judge_metric_specs
+        from evalkit.plan.judges import judge_metric_specs
 
-        metrics += judge_metric_specs(suite, task, loc, columns)
+        judge_specs, judges = judge_metric_specs(suite, task, loc, columns)
+        metrics += judge_specs
     return TaskPlan(
         task.name,
         "golden",
@@ -114,6 +115,7 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
         system=task.system,
         max_new_tokens=task.generation.max_new_tokens,
         stop=tuple(task.generation.stop),
+        judges=tuple(judges),
     )
 
 
@@ -155,13 +157,58 @@ def build_plan(
     for i, t in enumerate(cfg.probes.extra):
         extra = build_golden_task(suite, t, ("probes", "extra", i), limit)
         probes.append(dataclasses.replace(extra, kind="probe"))
-    plan = Plan(chosen, tasks + probes, limit, cfg.settings.seed if seed is None else seed)
-    _check_gates(suite, plan)
-    return plan
+    stats = StatsSettings(
+        seed=cfg.settings.seed if seed is None else seed,
+        confidence=cfg.settings.confidence,
+        resamples=cfg.settings.bootstrap_resamples,
+    )
+    plan = Plan(
+        chosen,
+        tasks + probes,
+        limit,
+        stats.seed,
+        stats=stats,
+        integrity=_integrity(cfg),
+        judge=_judge(cfg),
+        root=suite.root,
+    )
+    return dataclasses.replace(plan, gates=_gates(suite, plan))
 
 
-def _check_gates(suite: Suite, plan: Plan) -> None:
+def _integrity(cfg: SuiteConfig) -> IntegritySettings:
+    i = cfg.settings.integrity
+    return IntegritySettings(
+        base_model=cfg.base.model,
+        dtype=cfg.base.dtype,
+        load_in_4bit=cfg.base.load_in_4bit,
+        adapter_min_effect=i.adapter_min_effect,
+        merge_kl_tolerance=i.merge_kl_tolerance,
+        merge_min_agreement=i.merge_min_agreement,
+        on_failure=i.on_failure,
+    )
+
+
+def _judge(cfg: SuiteConfig) -> JudgeSettings | None:
+    if cfg.judge is None:
+        return None
+    return JudgeSettings(JudgeProvider(**cfg.judge.provider.model_dump()), cfg.judge.min_kappa)
+
+
+def _gates(suite: Suite, plan: Plan) -> tuple[GateSpec, ...]:
+    """The suite's gates as plan values, each reference checked against the plan."""
+    out = []
     for i, gate in enumerate(suite.config.gates):
+        out.append(
+            GateSpec(
+                gate.label,
+                gate.variant,
+                gate.require,
+                gate.task,
+                gate.metric,
+                gate.value,
+                gate.severity,
+            )
+        )
         if gate.task is None:
             continue
         task = plan.task(gate.task)
@@ -177,3 +224,4 @@ def _check_gates(suite: Suite, plan: Plan) -> None:
                 f"task '{gate.task}' has no metric '{gate.metric}'",
                 hint=f"Its metrics: {', '.join(m.name for m in task.metrics)}.",
             )
+    return tuple(out)

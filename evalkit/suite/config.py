@@ -21,7 +21,6 @@ MetricType = Literal[
     "json_field_match",
     "reference_perplexity",
 ]
-VARIANT_RE = re.compile(r"^(base|merged:[A-Za-z0-9_.-]+|[A-Za-z0-9_.-]+)$")
 NAME_RE = r"^[A-Za-z0-9_.-]+$"
 
 
@@ -102,7 +101,8 @@ class AdapterConfig(StrictModel):
     path: str | None = None
     train: TrainConfig | None = None
     sweep: SweepConfig | None = None
-    # Set by sweep expansion, not written by hand: the sweep this adapter is a point of.
+    # Set by sweep expansion (the suite loader), not written by hand: the sweep this
+    # adapter is a point of.
     sweep_of: str | None = None
     sweep_settings: dict[str, float] | None = None
 
@@ -336,13 +336,6 @@ class SuiteConfig(StrictModel):
                     "and must not be 'base'"
                 )
         return value
-
-    @field_validator("adapters")
-    @classmethod
-    def _expand_sweeps(cls, value: dict[str, AdapterConfig]) -> dict[str, AdapterConfig]:
-        from evalkit.training.sweep import expand_sweeps  # keeps this module pydantic-only
-
-        return expand_sweeps(value)
 
     def all_variants(self) -> list[str]:
         """The variants to evaluate: as declared, or base + each adapter + each merge."""

@@ -107,9 +107,25 @@ def load_suite(path: Path | str) -> Suite:
         raise SuiteError(
             message, file=path, line=line_for(lines, tuple(first["loc"])), hint=hint
         ) from None
+    config = _expand_sweeps(config, path, lines)
     suite = Suite(config, path, path.read_text(encoding="utf-8"), lines)
     _check_references(suite)
     return suite
+
+
+def _expand_sweeps(config: SuiteConfig, path: Path, lines: dict[Loc, int]) -> SuiteConfig:
+    """Each swept adapter becomes one ordinary adapter per point, so everything after the
+    loader sees plain adapters."""
+    from evalkit.training.sweep import expand_sweeps
+
+    try:
+        adapters = expand_sweeps(config.adapters)
+    except ValueError as exc:
+        where = ("adapters",)
+        raise SuiteError(
+            f"{format_loc(where)}: {exc}", file=path, line=line_for(lines, where)
+        ) from None
+    return config.model_copy(update={"adapters": adapters})
 
 
 def _check_references(suite: Suite) -> None:

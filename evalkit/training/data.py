@@ -99,7 +99,7 @@ def load_examples(spec: DataSpec) -> list[Example]:
         return [_from_messages(spec, i, r) for i, r in enumerate(rows, start=1)]
     env = None
     if spec.prompt_template or spec.completion_template:
-        from evalkit.plan.build import prompt_environment
+        from evalkit.plan.prompts import prompt_environment
 
         env = prompt_environment()
     out: list[Example] = []

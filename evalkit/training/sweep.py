@@ -2,7 +2,7 @@
 
 `legal: {train: {...}, sweep: {rank: [8, 16]}}` becomes `legal-r8` and `legal-r16`, each
 with its own `train:` block, so plans, variants, gates and comparisons treat them like any
-other adapter. Runs inside config validation, so it must stay free of heavy imports.
+other adapter. The suite loader runs it, so it must stay free of heavy imports.
 """
 
 from __future__ import annotations

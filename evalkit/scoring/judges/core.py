@@ -9,18 +9,52 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from evalkit.engines.cache import request_key
 from evalkit.errors import InputError
+from evalkit.plan.types import Plan
 from evalkit.scoring.judges.cache import JudgeCache
 from evalkit.scoring.judges.openai_provider import JudgeClient, ProviderSettings, Reply
 from evalkit.scoring.judges.parse import Verdict, weighted_score
 from evalkit.scoring.judges.render import render_prompt
 from evalkit.scoring.judges.spec import JudgeSpec
-from evalkit.suite.config import JudgeProviderConfig
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class ProviderConfig(Protocol):
+    """Where judge calls go: the plan's `JudgeProvider`, or the suite's
+    `judge.provider` as `evalkit judge calibrate` reads it (both have these fields)."""
+
+    @property
+    def serve(self) -> str | None: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def api_key_env(self) -> str: ...
+    @property
+    def base_url_env(self) -> str: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def structured(self) -> bool: ...
+    @property
+    def logprobs(self) -> bool: ...
+    @property
+    def n_ctx(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +82,7 @@ class Judged:
 class Endpoint:
     """Where calls go, resolved without starting anything."""
 
-    config: JudgeProviderConfig
+    config: ProviderConfig
     model_id: str  # part of every cache key: which judge model answered
     model: str
     base_url: str | None  # None: a local server, URL known once it is started
@@ -78,7 +112,19 @@ class Endpoint:
         )
 
 
-def resolve_endpoint(cfg: JudgeProviderConfig, root: Path) -> Endpoint:
+def check_endpoint(plan: Plan, *, offline: bool = False) -> None:
+    """The judge preflight, run before any model loads: the local judge's model file, or
+    the remote endpoint's model name and API key. `offline`: check only what needs no
+    credentials (a local judge's file). Raises InputError (exit 2)."""
+    if plan.judge is None or not any(t.judges for t in plan.tasks):
+        return
+    provider = plan.judge.provider
+    if offline and not provider.serve:
+        return
+    resolve_endpoint(provider, plan.root or Path.cwd())
+
+
+def resolve_endpoint(cfg: ProviderConfig, root: Path) -> Endpoint:
     """The judge endpoint a suite asks for. Credentials come from the environment only."""
     from evalkit.scoring.judges.local_server import resolve_gguf
 

@@ -55,7 +55,7 @@ def delimit(label: str, text: str, nonce: str | None = None) -> Delimited:
 def _compiled(source: str) -> Any:
     """Compile each template once: compiling per call costs more than the call's own
     client work at high concurrency."""
-    from evalkit.plan.build import prompt_environment
+    from evalkit.plan.prompts import prompt_environment
 
     return prompt_environment().from_string(source)
 

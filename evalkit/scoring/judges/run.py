@@ -18,14 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.engines.records import Record
-from evalkit.plan.datasets import load_rows
-from evalkit.plan.types import Plan, TaskPlan
+from evalkit.plan.types import JudgeRef, JudgeSettings, Plan, TaskPlan
 from evalkit.scoring.judges.calibrate import calibrate, read_labels
 from evalkit.scoring.judges.core import Item, Judged, JudgeRunner, resolve_endpoint
 from evalkit.scoring.judges.spec import JudgeSpec, load_judge_spec
 from evalkit.scoring.score import MetricScores, Scores
-from evalkit.suite.config import JudgeProviderConfig
-from evalkit.suite.loader import Suite
 
 
 @dataclass
@@ -42,41 +39,31 @@ def judge_metrics(task: TaskPlan) -> list[Any]:
     return [m for m in task.metrics if m.kind == "judge"]
 
 
-def _rows_by_id(suite: Suite, task_name: str) -> dict[str, dict[str, Any]]:
-    """The dataset rows of a golden task keyed like the plan's example ids, so templates
-    can use any column."""
-    for t in [*suite.config.tasks, *suite.config.probes.extra]:
-        if t.name == task_name:
-            rows = load_rows(suite.resolve(t.data.path), split=t.data.split)
-            return {(str(r[t.id]) if t.id else f"{t.name}-{j:05d}"): r for j, r in enumerate(rows)}
-    return {}
-
-
 def run_judges(
-    suite: Suite, plan: Plan, records: list[Record], *, use_cache: bool, progress: Any
+    plan: Plan, records: list[Record], *, use_cache: bool, progress: Any
 ) -> JudgeOutcome:
+    """Judge every task's judge metrics: the plan says which judges, where calls go, and
+    each example's row; `records`: the engine's outputs."""
     from evalkit.paths import cache_dir
     from evalkit.scoring.judges.cache import JudgeCache
 
     outcome = JudgeOutcome()
-    work = [(t, m) for t in plan.tasks for m in judge_metrics(t)]
+    work = [(t, m, ref) for t in plan.tasks for m in judge_metrics(t) if (ref := t.judge(m.name))]
     if not work:
         return outcome
-    jcfg = suite.config.judge
-    provider = jcfg.provider if jcfg else JudgeProviderConfig()
-    endpoint = resolve_endpoint(provider, suite.root)
+    jcfg = plan.judge or JudgeSettings()
+    endpoint = resolve_endpoint(jcfg.provider, plan.root or Path.cwd())
     cache = JudgeCache(cache_dir() / "results.sqlite") if use_cache else None
     by_key = {(r.task, r.example_id, r.variant): r for r in records}
     try:
         with JudgeRunner(endpoint, cache) as runner:
-            for task, metric in work:
-                spec = load_judge_spec(Path(metric.params["spec_path"]))
-                _judge_task(suite, plan, task, metric, spec, runner, by_key, outcome, progress)
+            for task, metric, ref in work:
+                spec = load_judge_spec(ref.spec_path)
+                _judge_task(plan, task, metric, ref, spec, runner, by_key, outcome, progress)
                 summary = outcome.judges[-1]
-                labels = metric.params.get("labels")
-                if labels:
-                    rel = calibrate(spec, read_labels(Path(labels), spec), runner)
-                    min_kappa = jcfg.min_kappa if jcfg else None
+                if ref.labels:
+                    rel = calibrate(spec, read_labels(ref.labels, spec), runner)
+                    min_kappa = jcfg.min_kappa
                     rel["min_kappa"] = min_kappa
                     rel["reliable"] = bool(
                         min_kappa is None
@@ -95,25 +82,24 @@ def run_judges(
 
 
 def _judge_task(
-    suite: Suite,
     plan: Plan,
     task: TaskPlan,
     metric: Any,
+    ref: JudgeRef,
     spec: JudgeSpec,
     runner: JudgeRunner,
     by_key: dict[tuple[str, str, str], Record],
     outcome: JudgeOutcome,
     progress: Any,
 ) -> None:
-    rows = _rows_by_id(suite, task.name)
     pairwise = spec.kind == "pairwise"
-    only = metric.params.get("variants")  # judge.variants: a subset, to bound the cost
+    only = ref.variants  # judge.variants: a subset, to bound the cost
     # the base is always judged: every comparison is made against it
     judged_variants = [v for v in plan.variants if only is None or v in only or v == "base"]
     jobs: list[tuple[str, str, int]] = []  # (example id, variant, order)
     items: list[Item] = []
     for ex in task.examples:
-        row = tuple(sorted(rows.get(ex.id, {}).items()))
+        row = tuple(sorted(ex.row))
         base_out = by_key[(task.name, ex.id, "base")].output
         for v in judged_variants:
             out = by_key[(task.name, ex.id, v)].output

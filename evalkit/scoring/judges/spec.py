@@ -139,7 +139,7 @@ def load_judge_spec(path: Path) -> JudgeSpec:
 def _check_syntax(spec: JudgeSpec) -> None:
     from jinja2 import TemplateSyntaxError
 
-    from evalkit.plan.build import prompt_environment
+    from evalkit.plan.prompts import prompt_environment
 
     try:
         prompt_environment().parse(spec.template)
@@ -153,7 +153,7 @@ def check_template_vars(spec: JudgeSpec, columns: set[str], has_reference: bool)
     """Fail on a template variable the judge cannot supply (validate time, no call made)."""
     from jinja2 import meta
 
-    from evalkit.plan.build import prompt_environment
+    from evalkit.plan.prompts import prompt_environment
 
     ast = prompt_environment().parse(spec.template)
     used = set(meta.find_undeclared_variables(ast))

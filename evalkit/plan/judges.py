@@ -1,26 +1,28 @@
-"""Validate-time checks of a task's judges, and their metric specs for the plan."""
+"""The judges a task names, checked when the plan is built (spec files, labels, variants,
+template variables against the dataset's columns), as metric specs and judge references.
+The endpoint itself (a server file, an API key) is checked later, by the judge stage's
+preflight, so `evalkit validate --offline` needs no credentials."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from evalkit.errors import SuiteError
+from evalkit.plan.types import JudgeRef
 from evalkit.scoring.metrics import MetricSpec
+from evalkit.suite.config import TaskConfig
+from evalkit.suite.loader import Suite
 from evalkit.suite.yaml_lines import Loc
-
-if TYPE_CHECKING:
-    from evalkit.suite.config import TaskConfig
-    from evalkit.suite.loader import Suite
 
 
 def judge_metric_specs(
     suite: Suite, task: TaskConfig, loc: Loc, columns: set[str]
-) -> list[MetricSpec]:
+) -> tuple[list[MetricSpec], list[JudgeRef]]:
     """Load every judge spec the task names, check its template's variables against what
-    the judge and the dataset supply, and return one `judge:<name>` metric per judge."""
+    the judge and the dataset supply, and return one `judge:<name>` metric per judge with
+    its reference."""
     from evalkit.scoring.judges.spec import check_template_vars, load_judge_spec
 
     out: list[MetricSpec] = []
+    refs: list[JudgeRef] = []
     for i, entry in enumerate(task.judges):
         where = loc + ("judges", i)
         path = suite.resolve(entry.spec)
@@ -68,6 +70,14 @@ def judge_metric_specs(
                 },
             )
         )
+        refs.append(
+            JudgeRef(
+                name,
+                path,
+                labels,
+                tuple(entry.variants) if entry.variants else None,
+            )
+        )
     if out and suite.config.judge is None:
         # Without a provider section the default endpoint needs a model name and a key;
         # say so now rather than after generation.
@@ -80,32 +90,14 @@ def judge_metric_specs(
         )
     if out:
         _check_provider(suite)
-    return out
+    return out, refs
 
 
 def _check_provider(suite: Suite) -> None:
-    from evalkit.errors import InputError
-    from evalkit.scoring.judges.local_server import resolve_gguf
-
     provider = suite.config.judge.provider if suite.config.judge else None
-    if provider is None:
-        return
-    if provider.serve:
-        try:
-            resolve_gguf(provider.serve, suite.root)
-        except InputError as exc:
-            raise suite.error(("judge", "provider", "serve"), exc.message, exc.hint) from None
-    elif not provider.model:
+    if provider is not None and not provider.serve and not provider.model:
         raise suite.error(
             ("judge", "provider"),
             "the judge provider needs `model:` (the model name at the endpoint)",
             hint="Or use serve: builtin:smollm2-135m-instruct for the local judge.",
         )
-    else:
-        from evalkit.scoring.judges.core import resolve_endpoint
-
-        # a missing API key fails here, before any model loads, not after generation
-        try:
-            resolve_endpoint(provider, suite.root)
-        except InputError as exc:
-            raise suite.error(("judge", "provider"), exc.message, exc.hint) from None
