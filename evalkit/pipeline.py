@@ -180,7 +180,7 @@ def run_suite(
         exit_code=code,
         warnings=warnings,
     )
-    attach_judgments(results, judged, gates)
+    attach_judgments(results, judged)
     declared.annotate(results)  # per-variant `training`, the `sweep`, QLoRA drift warnings
     results["fingerprints"] = fps
     if baseline_meta is not None:

@@ -136,7 +136,7 @@ tasks:
     metrics: [{{type: exact_match}}]
 probes:
   builtin: [prose-perplexity, prose-bpb, prose-kl, open-overlap]
-settings: {{bootstrap_resamples: 200}}
+settings: {{bootstrap_resamples: 200, confidence: 0.9}}
 """
     )
     return path
@@ -157,14 +157,19 @@ def test_run_with_baseline_and_compare(
     }
     assert kl["base"] == 0.0 and kl["a1"] > 0.0  # the adapter moved the distribution
     assert "fingerprints" in results_a and "baseline" not in results_a
+    # the statistics settings are recorded and the interval is printed at their level
+    assert results_a["stats"] == {"seed": 0, "confidence": 0.9, "resamples": 200, "alpha": 0.05}
+    assert "Δ [90% CI]" in (tmp_path / "a" / "summary.md").read_text(encoding="utf-8")
 
     second = run_suite(
         write_suite(suite_dir, tiny_model_dir, "v2", "r2"),
         output_dir=tmp_path / "b",
         limit=4,
         baseline=tmp_path / "a",
+        seed=5,
     )
     res = second.results
+    assert res["stats"]["seed"] == 5 and res["run"]["seed"] == 5  # --seed overrides settings
     assert res["baseline"]["run_dir"] == str(tmp_path / "a")
     assert res["baseline"]["pairs"] == [["base", "base"], ["a1", "a1"]]
     against = [c for c in res["comparisons"] if c["baseline"] != "base"]
@@ -179,10 +184,14 @@ def test_run_with_baseline_and_compare(
 
     runner = CliRunner()
     out = runner.invoke(
-        app, ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "c.json")]
+        app,
+        ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "c.json")],
+        env={"COLUMNS": "200"},
     )
     assert out.exit_code in (0, 1), out.output
+    assert "delta [90% CI]" in out.output
     doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["stats"] == res["stats"]  # the candidate's recorded settings
     assert {c["variant"] for c in doc["comparisons"]} == {"base", "a1"}
     assert out.exit_code == (
         1 if any(c["verdict"] == "regressed" for c in doc["comparisons"]) else 0

@@ -162,3 +162,31 @@ def test_a_remote_judge_without_a_key_fails_at_validate(
         validate(suite)
     assert "needs an API key in $OPENAI_API_KEY" in str(err.value)
     assert "suite.yaml:" in str(err.value)
+
+
+def test_validate_offline_needs_no_key(workdir: Path, tiny_model_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from evalkit.cli import app
+
+    suite = _suite(workdir, tiny_model_dir, "https://judge.example.com/v1", 0.4)
+    _, plan = validate(suite, offline=True)  # no $OPENAI_API_KEY (the fixture removes it)
+    (qa,) = [t for t in plan.tasks if t.name == "qa"]
+    assert [j.metric for j in qa.judges] == ["judge:general", "judge:pairwise"]
+    assert qa.judges[0].labels == workdir / "labels.jsonl"
+    assert dict(qa.examples[0].row) == {"id": "q0", "q": "What is 0 plus 0?", "a": "0"}
+    runner = CliRunner()
+    ok = runner.invoke(app, ["validate", "--offline", str(suite)])
+    assert ok.exit_code == 0 and ": ok" in ok.output, ok.output
+    online = runner.invoke(app, ["validate", str(suite)])
+    assert online.exit_code == 2 and "needs an API key" in online.output
+
+
+def test_a_missing_key_fails_the_run_before_any_model_loads(
+    workdir: Path, tiny_model_dir: Path
+) -> None:
+    suite = _suite(workdir, tiny_model_dir, "https://judge.example.com/v1", 0.4)
+    (workdir / "a1" / "adapter_model.safetensors").unlink()  # loading it would fail first
+    with pytest.raises(SuiteError, match="needs an API key"):
+        run_suite(suite, output_dir=workdir / "out")
+    assert not (workdir / "out").exists()

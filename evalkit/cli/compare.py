@@ -113,11 +113,30 @@ def recorded_stats(run_dir: Path) -> StatsSettings:
     stats = doc.get("stats") if isinstance(doc, dict) else None
     if not isinstance(stats, dict):
         return StatsSettings()
-    known = {f.name for f in dataclasses.fields(StatsSettings)}
-    try:
-        return StatsSettings(**{k: v for k, v in stats.items() if k in known})
-    except TypeError as exc:
-        raise InputError(f"{path}: `stats` is not a statistics settings object: {exc}") from None
+    got = StatsSettings(**{k: v for k, v in stats.items() if k in _STATS_CHECKS})
+    bad = [k for k, ok in _STATS_CHECKS.items() if not ok(getattr(got, k))]
+    if bad:
+        raise InputError(
+            f"{path}: `stats.{bad[0]}` is {getattr(got, bad[0])!r}, not a valid setting",
+            hint="Rerun the suite to record its statistics settings again.",
+        )
+    return got
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_level(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1
+
+
+_STATS_CHECKS = {
+    "seed": _is_int,
+    "confidence": _is_level,
+    "resamples": lambda x: _is_int(x) and x >= 1,
+    "alpha": _is_level,
+}
 
 
 def _print(rows: list[dict[str, Any]], notes: list[str], run_a: Path, run_b: Path, ci: str) -> None:

@@ -106,7 +106,7 @@ class HFEngine(ScoringMixin):
             for p in (path / "adapter_config.json", path / "adapter_model.safetensors")
             if p.exists()
         ]
-        from evalkit.decide.integrity import check_lora_shapes
+        from evalkit.engines.adapter_shapes import check_lora_shapes
 
         base = self.model if self.peft is None else self.peft.base_model.model
         check_lora_shapes(base, path, name)

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from evalkit.errors import SuiteError
 from evalkit.suite.config import SuiteConfig
+from evalkit.suite.sweep import expand_sweeps
 from evalkit.suite.yaml_lines import Loc, format_loc, line_for, load_yaml_with_lines
 
 
@@ -116,8 +117,6 @@ def load_suite(path: Path | str) -> Suite:
 def _expand_sweeps(config: SuiteConfig, path: Path, lines: dict[Loc, int]) -> SuiteConfig:
     """Each swept adapter becomes one ordinary adapter per point, so everything after the
     loader sees plain adapters."""
-    from evalkit.training.sweep import expand_sweeps
-
     try:
         adapters = expand_sweeps(config.adapters)
     except ValueError as exc:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from evalkit.decide.gates import GateResult
 from evalkit.scoring.judges.run import JudgeOutcome
 
 
@@ -22,14 +21,8 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def attach_judgments(
-    results: dict[str, Any], outcome: JudgeOutcome, gates: list[GateResult] | None = None
-) -> None:
-    """Add the judges' summaries and each sample's judgments to ``results`` (in place).
-
-    ``gates`` is no longer needed: build_results records every gate's `inconclusive`
-    flag, judged or not. It is accepted so that callers need not change.
-    """
+def attach_judgments(results: dict[str, Any], outcome: JudgeOutcome) -> None:
+    """Add the judges' summaries and each sample's judgments to ``results`` (in place)."""
     if not outcome.judges:
         return
     results["judges"] = [_clean(j) for j in outcome.judges]
