@@ -55,10 +55,3 @@ class ModelLoadError(EvalkitError):
     """A model or adapter that cannot be loaded. Exit code 3."""
 
     exit_code = EXIT_INFRA
-
-
-class IntegrityError(EvalkitError):
-    """A variant that is not what it claims to be (an adapter that changes nothing, a
-    merged model that disagrees with its adapter). Exit code 3."""
-
-    exit_code = EXIT_INFRA

@@ -60,13 +60,6 @@ class LoraSettings:
             d["target_modules"] = list(self.target_modules)
         return d
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LoraSettings:
-        d = dict(d)
-        if isinstance(d.get("target_modules"), list):
-            d["target_modules"] = tuple(d["target_modules"])
-        return cls(**d)
-
     def replace(self, **changes: Any) -> LoraSettings:
         return LoraSettings(**{**self.__dict__, **changes})
 
