@@ -33,7 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     # (and reads its data files with the plan's reader)
     "evalkit.training": PLAN_VALUES | {"evalkit.suite", "evalkit.engines", "evalkit.plan.datasets"},
 }
-# The orchestrators: they wire the stages together and may import any of them.
+# The orchestrators wire the stages together and may import any of them (so may the
+# package itself, whose __init__ is the public API: run_suite, load_run, validate).
 ORCHESTRATORS = ("evalkit.pipeline", "evalkit.cli", "evalkit.__main__")
 
 
@@ -81,7 +82,12 @@ def _stage(mod: str) -> str:
 
 
 def _allowed(mod: str, dep: str) -> bool:
-    if mod.startswith(ORCHESTRATORS) or dep in COMMON or _stage(dep) == _stage(mod):
+    if (
+        mod == "evalkit"
+        or mod.startswith(ORCHESTRATORS)
+        or dep in COMMON
+        or _stage(dep) == _stage(mod)
+    ):
         return True
     allowed = ALLOWED.get(_stage(mod))
     if allowed is None:

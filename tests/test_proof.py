@@ -4,6 +4,7 @@ is the size at which the same flip rates do prove the margin."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from evalkit.decide.proof import is_proven, items_needed, prove
 from evalkit.decide.stats import compare_paired
 from evalkit.decide.verdicts import Comparison, verdict_for
 from evalkit.errors import SuiteError
+from evalkit.plan.build import gate_spec
 from evalkit.plan.types import Example, Plan, TaskPlan
 from evalkit.scoring.metrics import MetricSpec
 from evalkit.scoring.score import MetricScores
@@ -176,7 +178,8 @@ def test_apply_gates_with_proof() -> None:
             proof="equivalence",
         ),
     ]
-    out = apply_gates(plan, gates, scores, [c_gold, c_probe], {"a1": []})
+    plan = dataclasses.replace(plan, gates=tuple(gate_spec(g) for g in gates))
+    out = apply_gates(plan, scores, [c_gold, c_probe], {"a1": []})
     assert [g.passed for g in out] == [True, False, True, False]
     assert [g.name for g in out] == [
         "a1: no forgetting",

@@ -22,7 +22,7 @@ from evalkit.plan.types import (
     TaskPlan,
 )
 from evalkit.scoring.metrics import golden_metric
-from evalkit.suite.config import SuiteConfig, TaskConfig
+from evalkit.suite.config import GateConfig, SuiteConfig, TaskConfig
 from evalkit.suite.loader import Suite
 from evalkit.suite.yaml_lines import Loc
 
@@ -194,21 +194,25 @@ def _judge(cfg: SuiteConfig) -> JudgeSettings | None:
     return JudgeSettings(JudgeProvider(**cfg.judge.provider.model_dump()), cfg.judge.min_kappa)
 
 
+def gate_spec(gate: GateConfig) -> GateSpec:
+    """A suite gate as a plan value."""
+    return GateSpec(
+        gate.label,
+        gate.variant,
+        gate.require,
+        gate.task,
+        gate.metric,
+        gate.value,
+        gate.severity,
+        gate.proof,
+    )
+
+
 def _gates(suite: Suite, plan: Plan) -> tuple[GateSpec, ...]:
     """The suite's gates as plan values, each reference checked against the plan."""
     out = []
     for i, gate in enumerate(suite.config.gates):
-        out.append(
-            GateSpec(
-                gate.label,
-                gate.variant,
-                gate.require,
-                gate.task,
-                gate.metric,
-                gate.value,
-                gate.severity,
-            )
-        )
+        out.append(gate_spec(gate))
         if gate.task is None:
             continue
         task = plan.task(gate.task)

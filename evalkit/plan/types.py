@@ -100,6 +100,8 @@ class GateSpec:
     metric: str | None = None
     value: float | None = None
     severity: Literal["error", "warning"] = "error"
+    # "equivalence": pass only when proven within the margin (evalkit/decide/proof.py)
+    proof: Literal["none", "equivalence"] = "none"
 
 
 @dataclass(frozen=True)
