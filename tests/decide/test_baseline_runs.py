@@ -12,7 +12,6 @@ import pytest
 from evalkit.decide.baseline import prepare_baseline, run_fingerprints, write_scores
 from evalkit.decide.verdicts import compare
 from evalkit.errors import InputError
-from evalkit.suite.config import Settings
 from tests.scripted_run import make_plan, run
 
 
@@ -30,7 +29,7 @@ def test_candidate_against_baseline_matches_against_base(tmp_path: Path) -> None
     plan, engine, _, scores = run(make_plan(["base", "bad"]))
     stage = prepare_baseline(before, plan, "suite-sha")
     fps = run_fingerprints(plan, "suite-sha", {v: engine.fingerprint(v) for v in plan.variants})
-    comps, meta = stage.compare(plan, scores, Settings(), fps)
+    comps, meta = stage.compare(plan, scores, fps)
     assert meta["pairs"] == [["base", "base"]]
     assert meta["notes"] == []  # same suite, same base
     by = {(c.task, c.metric.name): c for c in comps}
@@ -47,12 +46,12 @@ def test_candidate_against_baseline_matches_against_base(tmp_path: Path) -> None
         if key[2] == "bad":
             tab_scores[(key[0], key[1], "good")] = ms
     comps2, _ = prepare_baseline(renamed, plan2, "suite-sha").compare(
-        plan2, tab_scores, Settings(), run_fingerprints(plan2, "suite-sha", {"base": "x"})
+        plan2, tab_scores, run_fingerprints(plan2, "suite-sha", {"base": "x"})
     )
     good = {(c.task, c.metric.name): c for c in comps2 if c.variant == "good"}
     direct = {
         (c.task, c.metric.name): c
-        for c in compare(make_plan(["base", "bad"]), _as_base(scores2, bad_scores), Settings())
+        for c in compare(make_plan(["base", "bad"]), _as_base(scores2, bad_scores))
     }
     assert sorted(good) == [
         ("mc", "accuracy"),

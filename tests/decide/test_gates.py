@@ -3,6 +3,7 @@ severities, and the exit code follows only error-severity failures."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,9 +11,10 @@ import pytest
 from evalkit.decide.gates import GateResult, apply_gates, exit_code
 from evalkit.decide.verdicts import compare, forgetting
 from evalkit.errors import EXIT_GATE_FAILED, EXIT_INFRA, EXIT_OK
+from evalkit.plan.build import gate_spec
 from evalkit.plan.types import Plan
 from evalkit.scoring.score import MetricScores, Scores
-from evalkit.suite.config import GateConfig, Settings
+from evalkit.suite.config import GateConfig
 from tests.scripted_run import run
 
 JUDGE = "judge:quality"
@@ -27,13 +29,19 @@ def state() -> tuple[Plan, Scores, list, dict]:
         scores[("qa", JUDGE, v)] = MetricScores(
             [math.nan] * n_bad + [4.0] * (40 - n_bad), [1.0] * 40
         )
-    comps = compare(plan, scores, Settings())
+    comps = compare(plan, scores)
     return plan, scores, comps, forgetting(plan, comps)
+
+
+def with_gates(plan: Plan, gates: list[GateConfig]) -> Plan:
+    return dataclasses.replace(plan, gates=tuple(gate_spec(g) for g in gates))
 
 
 def gate(state: tuple, severity: str = "error", **kw: object) -> GateResult:
     plan, scores, comps, flags = state
-    (result,) = apply_gates(plan, [GateConfig(severity=severity, **kw)], scores, comps, flags)
+    (result,) = apply_gates(
+        with_gates(plan, [GateConfig(severity=severity, **kw)]), scores, comps, flags
+    )
     return result
 
 
@@ -91,7 +99,9 @@ def test_unreliable_judge_and_absent_variant_are_inconclusive_warnings(state: tu
         ),
         GateConfig(variant="absent", require="no_forgetting"),
     ]
-    results = apply_gates(plan, gates, scores, comps, flags, {("qa", JUDGE): "kappa 0.1"})
+    results = apply_gates(
+        with_gates(plan, gates), scores, comps, flags, {("qa", JUDGE): "kappa 0.1"}
+    )
     assert [(r.passed, r.severity, r.inconclusive) for r in results] == [
         (False, "warning", True),
         (False, "error", False),  # the error rate still applies to an unreliable judge

@@ -10,9 +10,13 @@ import pytest
 from evalkit.decide.integrity import run_checks
 from evalkit.engines.registry import EngineCapabilities
 from evalkit.engines.scripted import ScriptedEngine
-from evalkit.suite.config import BaseModelConfig, IntegrityConfig
+from evalkit.plan.types import IntegritySettings, Plan
 
-BASE = BaseModelConfig(model="scripted")
+SETTINGS = IntegritySettings(base_model="scripted")
+
+
+def plan(variants: list[str]) -> Plan:
+    return Plan(variants, integrity=SETTINGS)
 
 
 def _table(logits: dict[str, list[list[float]]] | None) -> dict:
@@ -23,7 +27,7 @@ def _table(logits: dict[str, list[list[float]]] | None) -> dict:
 def test_no_logits_skips_the_variant_checks(caplog: pytest.LogCaptureFixture) -> None:
     engine = ScriptedEngine(_table(None))
     with caplog.at_level(logging.INFO, logger="evalkit.decide.integrity"):
-        results = run_checks(engine, ["base", "legal"], BASE, IntegrityConfig(), {}, None)
+        results = run_checks(engine, plan(["base", "legal"]), {})
     assert results == []
     assert "gives no logits; variant checks skipped" in caplog.text
 
@@ -36,12 +40,12 @@ def test_with_logits_the_checks_run_and_can_fail() -> None:
     }
     engine = ScriptedEngine(_table(logits))
     variants = ["base", "legal", "merged:legal"]
-    results = run_checks(engine, variants, BASE, IntegrityConfig(), {}, None)
+    results = run_checks(engine, plan(variants), {})
     assert [(r.check, r.variant, r.passed) for r in results] == [
         ("adapter_applied", "legal", False),
         ("merge_agrees", "merged:legal", False),
     ]
     # a backend that cannot merge has no merge check
     no_merge = ScriptedEngine(_table(logits), capabilities=EngineCapabilities(merged=False))
-    results = run_checks(no_merge, variants, BASE, IntegrityConfig(), {}, None)
+    results = run_checks(no_merge, plan(variants), {})
     assert [r.check for r in results] == ["adapter_applied"]

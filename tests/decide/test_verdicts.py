@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 
 from evalkit.decide.verdicts import compare, forgetting
-from evalkit.suite.config import Settings
 from tests.scripted_run import run
 
 
 @pytest.fixture(scope="module")
 def comparisons() -> dict[tuple[str, str, str], object]:
     plan, _, _, scores = run()
-    return {(c.task, c.metric.name, c.variant): c for c in compare(plan, scores, Settings())}
+    return {(c.task, c.metric.name, c.variant): c for c in compare(plan, scores)}
 
 
 def test_every_verdict_with_its_figures(comparisons: dict) -> None:
@@ -49,7 +48,7 @@ def test_ratio_and_kl_deltas(comparisons: dict) -> None:
 
 def test_forgetting_flags_only_regressed_probes() -> None:
     plan, _, _, scores = run()
-    flags = forgetting(plan, compare(plan, scores, Settings()))
+    flags = forgetting(plan, compare(plan, scores))
     assert {v: [(c.task, c.metric.name) for c in cs] for v, cs in flags.items()} == {
         "good": [],
         "bad": [("mc", "accuracy"), ("prose", "perplexity"), ("prose", "kl_from_base")],

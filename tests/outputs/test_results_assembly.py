@@ -3,6 +3,7 @@ metric's unit from the registry, and the outputs print every unit as declared.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from evalkit.decide.integrity import IntegrityResult
 from evalkit.decide.verdicts import compare, forgetting
 from evalkit.outputs import render_summary
 from evalkit.outputs.results import build_results
-from evalkit.suite.config import GateConfig, Settings
+from evalkit.plan.build import gate_spec
+from evalkit.suite.config import GateConfig
 from tests.scripted_run import REPO_ROOT, run
 
 SCHEMA = REPO_ROOT / "evalkit" / "outputs" / "results.schema.json"
@@ -23,14 +25,15 @@ SCHEMA = REPO_ROOT / "evalkit" / "outputs" / "results.schema.json"
 
 def scripted_results() -> dict[str, Any]:
     plan, engine, records, scores = run()
-    comps = compare(plan, scores, Settings())
+    comps = compare(plan, scores)
     flags = forgetting(plan, comps)
+    specs = [
+        GateConfig(variant="good", require="improved", task="qa", metric="exact_match"),
+        GateConfig(variant="bad", require="no_forgetting", severity="warning"),
+    ]
+    plan = dataclasses.replace(plan, gates=tuple(gate_spec(g) for g in specs))
     gates = apply_gates(
         plan,
-        [
-            GateConfig(variant="good", require="improved", task="qa", metric="exact_match"),
-            GateConfig(variant="bad", require="no_forgetting", severity="warning"),
-        ],
         scores,
         comps,
         flags,
