@@ -102,9 +102,9 @@ gates:
         for v in plan.variants
     ]
     scores = score(plan, records)
-    comparisons = compare(plan, scores, suite.config.settings)
+    comparisons = compare(plan, scores)
     flags = forgetting(plan, comparisons)
-    gates = apply_gates(plan, suite.config.gates, scores, comparisons, flags)
+    gates = apply_gates(plan, scores, comparisons, flags)
     return {
         "plan": plan,
         "suite_meta": {"name": "tiny", "path": str(suite.path), "sha256": suite.sha256,
