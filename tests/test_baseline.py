@@ -160,6 +160,8 @@ def test_run_with_baseline_and_compare(
     # the statistics settings are recorded and the interval is printed at their level
     assert results_a["stats"] == {"seed": 0, "confidence": 0.9, "resamples": 200, "alpha": 0.05}
     assert "Δ [90% CI]" in (tmp_path / "a" / "summary.md").read_text(encoding="utf-8")
+    html = (tmp_path / "a" / "report.html").read_text(encoding="utf-8")
+    assert "90% interval" in html and "95% CI" not in html and "95% interval" not in html
 
     second = run_suite(
         write_suite(suite_dir, tiny_model_dir, "v2", "r2"),

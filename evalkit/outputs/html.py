@@ -276,6 +276,8 @@ def build_view(
         "suite": {k: _s(suite.get(k)) for k in ("name", "path", "sha256", "text")},
         "base": {k: _s((results.get("base") or {}).get(k)) for k in ("model", "fingerprint")},
         "base_variant": base,
+        # the interval level the comparisons were computed at (95 for files without stats)
+        "ci_level": f"{round(doc.confidence * 100, 1):g}",
         "evalkit_version": _s(results.get("evalkit_version")),
         "run": {
             "started_at": _s(run.get("started_at")),
