@@ -71,4 +71,4 @@ adapters: setup
 	$(BIN)/python scripts/train_demo_adapters.py
 
 clean:
-	rm -rf $(VENV) reports/*/ .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LMEVAL_VENV) reports/*/ .pytest_cache .mypy_cache .ruff_cache
