@@ -8,7 +8,7 @@ import dataclasses
 
 from evalkit.errors import DataError, SuiteError
 from evalkit.plan.datasets import load_rows
-from evalkit.plan.probes import BUILTIN_PROBES, builtin_probes
+from evalkit.plan.probes import BUILTIN_PROBES, build_kind_probe, builtin_probes
 from evalkit.plan.prompts import prompt_environment, template_columns
 from evalkit.plan.types import (
     Example,
@@ -155,6 +155,9 @@ def build_plan(
     if limit is not None:
         probes = [dataclasses.replace(p, examples=p.examples[:limit]) for p in probes]
     for i, t in enumerate(cfg.probes.extra):
+        if not isinstance(t, TaskConfig):  # a probe kind (evalkit/plan/probes/kinds.py)
+            probes.append(build_kind_probe(suite, t, ("probes", "extra", i), limit))
+            continue
         extra = build_golden_task(suite, t, ("probes", "extra", i), limit)
         probes.append(dataclasses.replace(extra, kind="probe"))
     stats = StatsSettings(

@@ -9,9 +9,33 @@ more than one field (an adapter named by a gate exists, a data file exists) live
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+
+# the probe kinds; their models are imported by name so typo hints know their keys
+from evalkit.suite.probes_config import (  # noqa: F401
+    ChoiceMargins,
+    KindProbe,
+    MultipleChoiceProbe,
+    OpenAnswerMargins,
+    OpenAnswerProbe,
+    OpenEndedMargins,
+    OpenEndedProbe,
+    ProbeDataConfig,
+    ProbeGenerationConfig,
+    ProseMargins,
+    ProseProbe,
+    extra_probe_type,
+    untag_errors,
+)
 
 MetricType = Literal[
     "exact_match",
@@ -196,12 +220,24 @@ BuiltinProbe = Literal[
 ]
 
 
+if TYPE_CHECKING:
+    ExtraProbe = TaskConfig | KindProbe
+else:  # the same union, discriminated by `kind:` (evalkit/suite/probes_config.py)
+    ExtraProbe = extra_probe_type(TaskConfig)
+
+
 class ProbesConfig(StrictModel):
     builtin: bool | list[BuiltinProbe] = True
     margins: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, description="per-probe margin overrides, by probe name"
     )
-    extra: list[TaskConfig] = Field(default_factory=list)
+    # a probe kind (`kind:`, evalkit/suite/probes_config.py) or a task-shaped probe
+    extra: list[ExtraProbe] = Field(default_factory=list)
+
+    @field_validator("extra", mode="wrap")
+    @classmethod
+    def _untag(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return untag_errors(value, handler)
 
 
 GateRequire = Literal[

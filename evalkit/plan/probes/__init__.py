@@ -1,9 +1,12 @@
 """The general probes: what a model should not forget while learning a format.
 
-The registry is in `registry`; every other module of this package registers probes when
-the package is imported (the built-in ones are in `general`), so adding a probe is adding
-a module here (and its name to the suite schema's `BuiltinProbe`). The data lives in
-`evalkit/plan/probe_data/` (see its README for how it was made).
+Two registries: probe kinds (`kinds`: multiple_choice, open_answer, prose, open_ended, one
+module each), which turn a declared probe (a suite's `probes.extra` entry, or a built-in
+probe file) into a probe task; and the built-in probes (`registry`), names a suite lists
+under `probes.builtin`, grouped into tasks (`general` declares them from the probe files
+in `evalkit/plan/probe_data/`, see its README for how the data was made). Every other
+module of this package registers on import, so adding a kind or a probe is adding a
+module here (and a built-in probe's name to the suite schema's `BuiltinProbe`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,14 @@ import importlib
 import pkgutil
 from typing import get_args
 
+from evalkit.plan.probes.kinds import (
+    KindMetric,
+    ProbeKind,
+    build_kind_probe,
+    kind_names,
+    probe_kind,
+    register_kind,
+)
 from evalkit.plan.probes.registry import (
     ProbeDef,
     ProbeGroup,
@@ -26,7 +37,7 @@ from evalkit.plan.types import TaskPlan
 from evalkit.suite.config import BuiltinProbe
 
 for _mod in pkgutil.iter_modules(__path__):
-    if _mod.name != "registry" and not _mod.name.startswith("_"):
+    if _mod.name not in ("registry", "kinds") and not _mod.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod.name}")
 
 # The names a suite may list under `probes: builtin:` (one list, in the suite schema; a
@@ -46,6 +57,12 @@ def builtin_probes(which: list[str], margins: dict[str, float]) -> list[TaskPlan
 __all__ = [
     "BUILTIN_PROBES",
     "DEFAULT_MARGINS",
+    "KindMetric",
+    "ProbeKind",
+    "build_kind_probe",
+    "kind_names",
+    "probe_kind",
+    "register_kind",
     "ProbeDef",
     "ProbeGroup",
     "build_probes",

@@ -1,23 +1,34 @@
-"""The built-in general probes.
+"""The built-in general probes, declared in probe files shipped in the package
+(evalkit/plan/probe_data/*.yaml, each a `probes.extra` entry a suite could hold) and built
+by the same probe kinds as a user's probes:
 
-- knowledge-mc: knowledge questions as multiple choice, scored by the log-likelihood of
-  each option's text as the answer.
-- knowledge-open: the same questions asked openly and answered by generation, correct when
-  an accepted answer appears. Format adapters fail here first: they answer in their
-  trained format, which multiple choice by log-likelihood does not see.
-- prose-perplexity / prose-bpb / prose-kl: perplexity, bits per byte and KL(base || variant)
-  per token on general English prose, one document per unit, from the same forward passes.
-- open-ended: open requests whose answers are measured for repetition, diversity, length;
-  open-overlap: how much each answer shares with the answers to the other prompts.
+- knowledge-mc (multiple_choice): knowledge questions, each option's text scored by
+  log-likelihood as the answer.
+- knowledge-open (open_answer): the same questions asked openly and answered by
+  generation, correct when an accepted answer appears.
+- prose-perplexity / prose-bpb / prose-kl (prose): perplexity, bits per byte and
+  KL(base || variant) per token on general English prose, one document per unit.
+- open-ended / open-overlap (open_ended): open requests whose answers are measured for
+  repetition, diversity, length, and overlap with the answers to the other prompts.
 
-Margins are the change a reviewer would accept, in the probe metric's own unit: points of
-accuracy, a perplexity ratio, bits per byte, nats per token, a share of n-grams.
+Each file is one probe group (one task); the probes a suite lists under `probes.builtin`
+choose metrics of their group's kind, under the names and margins earlier runs know (the
+margins are the files'). Margins are in the metric's own unit: points of accuracy, a
+perplexity ratio, bits per byte, nats per token, a share of n-grams.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from evalkit.errors import DataError
+from evalkit.plan.probes.kinds import ProbeKind
+from evalkit.plan.probes.multiple_choice import MULTIPLE_CHOICE
+from evalkit.plan.probes.open_answer import OPEN_ANSWER
+from evalkit.plan.probes.open_ended import OPEN_ENDED
+from evalkit.plan.probes.prose import PROSE
 from evalkit.plan.probes.registry import (
     ProbeDef,
     ProbeGroup,
@@ -25,155 +36,92 @@ from evalkit.plan.probes.registry import (
     register_probe,
     register_probe_group,
 )
-from evalkit.plan.types import Example
-from evalkit.scoring.metrics import metric_def
+from evalkit.suite.yaml_lines import Loc
 
 
-def _read_jsonl(name: str) -> list[dict]:
-    path = probe_data_dir() / name
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+@dataclass(frozen=True)
+class PackageSource:
+    """Paths and errors of a probe file shipped in the package: paths resolve against its
+    folder; an error there is a packaging defect, reported with the file's name."""
+
+    file: Path
+
+    def resolve(self, relative: str) -> Path:
+        return self.file.parent / relative
+
+    def error(self, loc: Loc, message: str, hint: str | None = None) -> Exception:
+        return DataError(f"built-in probe file {self.file.name}: {message}", hint=hint)
 
 
-def _knowledge_mc() -> list[Example]:
-    # The options' texts are scored as answers to the question, not option letters: the
-    # default model picks letters at chance level (21% of 240 items, "A" 150 times),
-    # while the log-likelihood of the answer texts ranks the right one first about half
-    # the time.
-    return [
-        Example(
-            id=item["id"],
-            prompt=f"{item['question']} Answer in a few words.",
-            reference=item["choices"][item["answer"]],
-            choices=tuple(item["choices"]),
-            answer=item["answer"],
-            group=item["subject"],
+def read_declared(name: str) -> Any:
+    """A built-in probe file as the probe kind model a suite's entry validates to."""
+    from pydantic import TypeAdapter
+
+    from evalkit.suite.probes_config import KindProbe
+    from evalkit.suite.yaml_lines import load_yaml_with_lines
+
+    data, _ = load_yaml_with_lines(probe_data_dir() / name)
+    return TypeAdapter(KindProbe).validate_python(data)
+
+
+def declared_group(name: str, kind: ProbeKind) -> tuple[Any, ProbeKind]:
+    """Register the group a built-in probe file of `kind` declares; its examples are built
+    on use."""
+    cfg = read_declared(name)
+    if cfg.kind != kind.name:
+        raise ValueError(f"built-in probe file {name} declares kind {cfg.kind}, not {kind.name}")
+    source = PackageSource(probe_data_dir() / name)
+    generation = getattr(cfg, "generation", None)
+    register_probe_group(
+        ProbeGroup(
+            cfg.name,
+            cfg.description or "",
+            lambda: kind.examples(cfg, source, ()),
+            max_new_tokens=generation.max_new_tokens if generation else 128,
+            system=getattr(cfg, "system", None),
+            stop=tuple(generation.stop) if generation else (),
         )
-        for item in _read_jsonl("knowledge.jsonl")
-    ]
+    )
+    return cfg, kind
 
 
-def _knowledge_open() -> list[Example]:
-    return [
-        Example(
-            id=item["id"],
-            prompt=f"{item['question']} Answer in a few words.",
-            reference=item["accepted"][0],
-            accepted=tuple(item["accepted"]),
-            group=item["subject"],
-        )
-        for item in _read_jsonl("knowledge.jsonl")
-    ]
+def _probe(
+    name: str,
+    decl: tuple[Any, ProbeKind],
+    metrics: dict[str, str],
+    own: dict[str, str] | None = None,
+) -> None:
+    """Register probe `name`: `metrics` (kind metric -> name in the task) at the probe's
+    margin, its default the file's margin for the first; `own` at the file's margins."""
+    cfg, kind = decl
+
+    def specs(margin: float) -> list[Any]:
+        out = [kind.metric(key).spec(margin, as_name) for key, as_name in metrics.items()]
+        for key, as_name in (own or {}).items():
+            m = kind.metric(key)
+            out.append(m.spec(cfg.margin_for(key, m.default_margin), as_name))
+        return out
+
+    first = next(iter(metrics))
+    default = cfg.margin_for(first, kind.metric(first).default_margin)
+    register_probe(ProbeDef(name, cfg.name, default, specs))
 
 
-def _prose() -> list[Example]:
-    docs = sorted((probe_data_dir() / "prose").glob("*.txt"))
-    return [Example(id=p.stem, text=p.read_text(encoding="utf-8").strip()) for p in docs]
+_mc = declared_group("knowledge-mc.yaml", MULTIPLE_CHOICE)
+_open = declared_group("knowledge-open.yaml", OPEN_ANSWER)
+_prose = declared_group("prose-perplexity.yaml", PROSE)
+_open_ended = declared_group("open-ended.yaml", OPEN_ENDED)
 
-
-def _open_prompts() -> list[Example]:
-    return [
-        Example(id=item["id"], prompt=item["prompt"]) for item in _read_jsonl("open_prompts.jsonl")
-    ]
-
-
-register_probe_group(
-    ProbeGroup(
-        "knowledge-mc",
-        "General knowledge as multiple choice: the option whose text is most likely as the answer",
-        _knowledge_mc,
-    )
+_probe("knowledge-mc", _mc, {"acc": "accuracy"})
+_probe("knowledge-open", _open, {"acc": "accuracy"})
+_probe("prose-perplexity", _prose, {"perplexity": "perplexity"})
+_probe("prose-bpb", _prose, {"bits_per_byte": "bits_per_byte"})
+_probe("prose-kl", _prose, {"kl_from_base": "kl_from_base"})
+# length keeps its own margin (a ratio): the probe's margin is a share of n-grams
+_probe(
+    "open-ended",
+    _open_ended,
+    {"distinct_2": "distinct_2", "repeated_3gram_rate": "repeated_3gram_rate"},
+    own={"length_words": "length_words"},
 )
-register_probe_group(
-    ProbeGroup(
-        "knowledge-open",
-        "The same questions asked openly; correct when an accepted answer appears in the reply",
-        _knowledge_open,
-        max_new_tokens=32,
-    )
-)
-# One task over the prose documents for every prose probe chosen, so the rolling NLL,
-# bits per byte and KL all come from the same forward passes.
-register_probe_group(
-    ProbeGroup(
-        "prose-perplexity",
-        "General English prose written for evalkit: perplexity, bits per byte and KL from "
-        "the base (bootstrap over documents)",
-        _prose,
-    )
-)
-register_probe_group(
-    ProbeGroup(
-        "open-ended",
-        "Open requests; answers measured for diversity, repetition and length",
-        _open_prompts,
-        max_new_tokens=96,
-    )
-)
-
-register_probe(
-    ProbeDef(
-        "knowledge-mc",
-        "knowledge-mc",
-        0.05,
-        lambda m: [metric_def("choice_accuracy").spec("accuracy", m)],
-    )
-)
-register_probe(
-    ProbeDef(
-        "knowledge-open",
-        "knowledge-open",
-        0.05,
-        lambda m: [metric_def("accepted_match").spec("accuracy", m)],
-    )
-)
-register_probe(
-    ProbeDef(
-        "prose-perplexity",
-        "prose-perplexity",
-        0.10,
-        lambda m: [metric_def("rolling_perplexity").spec("perplexity", m)],
-    )
-)
-# 0.03 bits per byte is about a 10% perplexity change on the built-in prose
-# (ln(1.1) nats/token × 0.211 tokens/byte / ln 2 = 0.029 with the default model).
-register_probe(
-    ProbeDef(
-        "prose-bpb",
-        "prose-perplexity",
-        0.03,
-        lambda m: [metric_def("bits_per_byte").spec("bits_per_byte", m)],
-    )
-)
-# nats per token; the demo's sensible adapter (legal-r16, perplexity +11%) moves it by
-# 0.18, the over-trained one by 2.9: 0.15 matches the 10% perplexity default.
-register_probe(
-    ProbeDef(
-        "prose-kl",
-        "prose-perplexity",
-        0.15,
-        lambda m: [metric_def("kl_from_base").spec("kl_from_base", m)],
-    )
-)
-register_probe(
-    ProbeDef(
-        "open-ended",
-        "open-ended",
-        0.05,
-        lambda m: [
-            metric_def("distinct_2").spec("distinct_2", m),
-            metric_def("repeated_3gram_rate").spec("repeated_3gram_rate", m),
-            # length keeps its own margin (a ratio): the probe's margin is a share of n-grams
-            metric_def("length_words").spec("length_words"),
-        ],
-    )
-)
-# Collapse across answers: one template for every request shows as answers that share
-# their trigrams with the answers to other prompts.
-register_probe(
-    ProbeDef(
-        "open-overlap",
-        "open-ended",
-        0.10,
-        lambda m: [metric_def("cross_answer_overlap").spec("cross_answer_overlap", m)],
-    )
-)
+_probe("open-overlap", _open_ended, {"cross_answer_overlap": "cross_answer_overlap"})

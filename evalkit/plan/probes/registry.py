@@ -25,6 +25,8 @@ class ProbeGroup:
     description: str
     examples: Callable[[], list[Example]]  # read on use, so listing probes reads no data
     max_new_tokens: int = 128
+    system: str | None = None
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,9 @@ def build_probes(which: list[str], margins: dict[str, float]) -> list[TaskPlan]:
                 group.description,
                 group.examples(),
                 metrics,
+                system=group.system,
                 max_new_tokens=group.max_new_tokens,
+                stop=group.stop,
             )
         )
     return tasks

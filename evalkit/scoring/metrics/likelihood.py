@@ -1,5 +1,6 @@
-"""Metrics read from log-likelihoods: reference perplexity, multiple-choice accuracy, and
-the rolling measures over whole texts (perplexity, bits per byte, KL from the base)."""
+"""Metrics read from log-likelihoods: reference perplexity, multiple-choice accuracy (raw
+and per byte of the option), and the rolling measures over whole texts (perplexity, bits
+per byte, KL from the base)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,20 @@ def _choice(spec: MetricSpec, ex: Example, rec: Record) -> Scored:
     if not rec.choice_logprobs or ex.answer is None:
         return math.nan, 1.0, "no options scored"
     best = max(range(len(rec.choice_logprobs)), key=rec.choice_logprobs.__getitem__)
+    return float(best == ex.answer), 1.0, None
+
+
+def _choice_norm(spec: MetricSpec, ex: Example, rec: Record) -> Scored:
+    # lm-evaluation-harness's acc_norm: the option with the highest log-likelihood per
+    # unit of its length, the length taken in UTF-8 bytes of the option's text (not
+    # tokens, so it does not depend on the tokenizer)
+    if not rec.choice_logprobs or ex.answer is None:
+        return math.nan, 1.0, "no options scored"
+    lengths = [len(c.encode("utf-8")) for c in ex.choices]
+    if len(lengths) != len(rec.choice_logprobs) or not all(lengths):
+        return math.nan, 1.0, "an option has no text"
+    normed = [lp / n for lp, n in zip(rec.choice_logprobs, lengths, strict=True)]
+    best = max(range(len(normed)), key=normed.__getitem__)  # first of ties, as argmax
     return float(best == ex.answer), 1.0, None
 
 
@@ -66,6 +81,17 @@ register_metric(
         "fraction",
         "accuracy (multiple choice)",
         compute=_choice,
+        binary=True,
+    )
+)
+register_metric(
+    MetricDef(
+        "choice_accuracy_norm",
+        "choice",
+        "higher",
+        "fraction",
+        "accuracy per byte (multiple choice)",
+        compute=_choice_norm,
         binary=True,
     )
 )
