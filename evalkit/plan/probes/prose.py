@@ -62,6 +62,14 @@ def _examples(cfg: ProseProbe, source: ProbeSource, loc: Loc) -> list[Example]:
     target = source.resolve(cfg.data.path)
     if target.is_dir() and any(target.glob("*.txt")):
         return _folder(cfg, source, loc, target)
+    saved = ("dataset_dict.json", "state.json")  # what `datasets` saves in a dataset folder
+    if target.is_dir() and not any((target / name).exists() for name in saved):
+        raise source.error(
+            loc + ("data", "path"),
+            f"{target} has no .txt files",
+            hint="A prose folder holds one document per .txt file (UTF-8); or point "
+            "`data.path` at a .jsonl/.csv file with a `text` column.",
+        )
     path, rows = read_rows(cfg, source, loc)
     require_column(source, loc, "text", cfg.text, path, rows)
     ids = example_ids(cfg, source, loc, path, rows)
