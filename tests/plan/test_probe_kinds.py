@@ -249,6 +249,21 @@ def test_prose_from_a_text_column_and_open_ended(tmp_path: Path) -> None:
         ("length_words", 0.5),  # a ratio keeps its own margin
         ("cross_answer_overlap", 0.2),
     ]
+    outputs = {
+        "house-open-00000": "The kettle heats water and the library is quiet",
+        "house-open-00001": "A kettle heats water and a kettle heats water",
+    }
+    rolling = {ex.id: [10.0, 5, 0.0, 5] for ex in docs.examples}
+    scores = run(plan, {"base": {"outputs": outputs, "rolling": rolling}})
+
+    def values(metric: str) -> list[float]:
+        return scores[("house-open", metric, "base")].values
+
+    assert values("distinct_2") == [1.0, 5 / 8]
+    assert values("repeated_3gram_rate") == [0.0, 2 / 7]
+    assert values("length_words") == [9.0, 9.0]
+    # "kettle heats water" and "heats water and" are in both answers
+    assert values("cross_answer_overlap") == [2 / 7, 2 / 5]
 
 
 def test_limit_cuts_examples_after_every_row_is_checked(tmp_path: Path) -> None:
