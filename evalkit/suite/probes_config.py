@@ -29,7 +29,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
 )
-from pydantic_core import InitErrorDetails
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Margin = Annotated[float, Field(ge=0)]
@@ -183,16 +183,45 @@ def extra_probe_type(task_config: type[BaseModel]) -> Any:
     return Annotated[Union[tuple(members)], Discriminator(_tag)]  # noqa: UP007
 
 
+def _forgotten_kind(errors: list[Any]) -> dict[int, InitErrorDetails]:
+    """Task-shaped entries (no `kind:`) with keys only a probe kind has: the kind was
+    left out. One error per such entry, naming the kinds that take the key, instead of an
+    unknown key plus the task keys it lacks."""
+    out: dict[int, InitErrorDetails] = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] != "extra_forbidden" or len(loc) != 3 or loc[1] != TASK_TAG:
+            continue
+        key = str(loc[2])
+        kinds = [k for k, model in PROBE_KINDS.items() if key in model.model_fields]
+        if kinds and loc[0] not in out:
+            message = (
+                f"'{key}' is a key of a probe kind ({', '.join(kinds)}); add `kind: {kinds[0]}`"
+                " (an entry without `kind:` is a task-shaped probe)"
+            )
+            out[int(loc[0])] = InitErrorDetails(
+                type=PydanticCustomError("probe_kind_missing", message),
+                loc=(loc[0], key),
+                input=err.get("input"),
+            )
+    return out
+
+
 def untag_errors(value: Any, handler: ValidatorFunctionWrapHandler, field: str = "extra") -> Any:
     """Validate a list of extra probes, dropping the union tag from error locations (so
     `probes.extra[0].multiple_choice.choices` reads `probes.extra[0].choices`, whose line
-    the suite records), and naming the known kinds when `kind:` is misspelt."""
+    the suite records), naming the known kinds when `kind:` is misspelt, and saying so
+    when it is missing."""
     try:
         return handler(value)
     except ValidationError as exc:
-        details: list[InitErrorDetails] = []
-        for err in exc.errors():
+        errors = exc.errors()
+        forgotten = _forgotten_kind(list(errors))
+        details: list[InitErrorDetails] = list(forgotten.values())
+        for err in errors:
             loc = tuple(err["loc"])
+            if loc and loc[0] in forgotten:
+                continue
             if len(loc) >= 2 and isinstance(loc[0], int) and loc[1] in (*PROBE_KINDS, TASK_TAG):
                 loc = (loc[0], *loc[2:])
             if err["type"] == "union_tag_invalid":  # a misspelt kind: say which exist

@@ -161,6 +161,18 @@ def test_schema_errors_point_at_the_key(tmp_path: Path) -> None:
     assert info.value.line == 9 and "unknown key 'margin'" in str(info.value)
 
 
+def test_a_forgotten_kind_is_named(tmp_path: Path) -> None:
+    mc_rows(tmp_path, dict(GOOD_ROW, right=1))
+    (tmp_path / "s.yaml").write_text(SUITE.replace("      kind: multiple_choice\n", ""))
+    with pytest.raises(SuiteError) as info:
+        load_suite(tmp_path / "s.yaml")
+    assert info.value.line == 9
+    assert str(info.value).endswith(
+        "probes.extra[0].choices: 'choices' is a key of a probe kind (multiple_choice); add "
+        "`kind: multiple_choice` (an entry without `kind:` is a task-shaped probe)"
+    )
+
+
 def test_cli_exits_2_without_a_traceback(tmp_path: Path) -> None:
     mc_rows(tmp_path, dict(GOOD_ROW, right=5))
     (tmp_path / "suite.yaml").write_text(SUITE)
