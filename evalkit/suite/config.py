@@ -9,16 +9,9 @@ more than one field (an adapter named by a gate exists, a data file exists) live
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidatorFunctionWrapHandler,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # the probe kinds; their models are imported by name so typo hints know their keys
 from evalkit.suite.probes_config import (  # noqa: F401
@@ -33,8 +26,7 @@ from evalkit.suite.probes_config import (  # noqa: F401
     ProbeGenerationConfig,
     ProseMargins,
     ProseProbe,
-    extra_probe_type,
-    untag_errors,
+    extra_probes_type,
 )
 
 MetricType = Literal[
@@ -221,9 +213,9 @@ BuiltinProbe = Literal[
 
 
 if TYPE_CHECKING:
-    ExtraProbe = TaskConfig | KindProbe
-else:  # the same union, discriminated by `kind:` (evalkit/suite/probes_config.py)
-    ExtraProbe = extra_probe_type(TaskConfig)
+    ExtraProbes = list[TaskConfig | KindProbe]
+else:  # the same, discriminated by `kind:` (evalkit/suite/probes_config.py)
+    ExtraProbes = extra_probes_type(TaskConfig)
 
 
 class ProbesConfig(StrictModel):
@@ -232,12 +224,7 @@ class ProbesConfig(StrictModel):
         default_factory=dict, description="per-probe margin overrides, by probe name"
     )
     # a probe kind (`kind:`, evalkit/suite/probes_config.py) or a task-shaped probe
-    extra: list[ExtraProbe] = Field(default_factory=list)
-
-    @field_validator("extra", mode="wrap")
-    @classmethod
-    def _untag(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        return untag_errors(value, handler)
+    extra: ExtraProbes = Field(default_factory=list)
 
 
 GateRequire = Literal[

@@ -25,14 +25,18 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictFloat,
+    StrictInt,
     Tag,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WrapValidator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
-Margin = Annotated[float, Field(ge=0)]
+# strict, as the suite's other numbers: `margin: "0.05"` or `margin: true` is an error
+Margin = Annotated[StrictFloat, Field(ge=0)]
 
 
 class _Strict(BaseModel):
@@ -49,7 +53,7 @@ class ProbeDataConfig(_Strict):
 
 
 class ProbeGenerationConfig(_Strict):
-    max_new_tokens: Annotated[int, Field(gt=0, le=4096)] = 128
+    max_new_tokens: Annotated[StrictInt, Field(gt=0, le=4096)] = 128
     stop: list[str] = Field(default_factory=list)
 
 
@@ -176,11 +180,13 @@ def _tag(value: Any) -> str:
     return str(kind) if kind is not None else TASK_TAG
 
 
-def extra_probe_type(task_config: type[BaseModel]) -> Any:
-    """The type of one `probes.extra` entry: a kind by its `kind:`, else `task_config`."""
+def extra_probes_type(task_config: type[BaseModel]) -> Any:
+    """The type of `probes.extra`: a list whose entries are a kind by their `kind:`, else
+    a `task_config`, validated with the union tag kept out of error locations."""
     members = [Annotated[task_config, Tag(TASK_TAG)]]
     members += [Annotated[model, Tag(kind)] for kind, model in PROBE_KINDS.items()]
-    return Annotated[Union[tuple(members)], Discriminator(_tag)]  # noqa: UP007
+    entry: Any = Annotated[Union[tuple(members)], Discriminator(_tag)]  # noqa: UP007
+    return Annotated[list[entry], WrapValidator(untag_errors)]
 
 
 def _forgotten_kind(errors: list[Any]) -> dict[int, InitErrorDetails]:
@@ -207,7 +213,7 @@ def _forgotten_kind(errors: list[Any]) -> dict[int, InitErrorDetails]:
     return out
 
 
-def untag_errors(value: Any, handler: ValidatorFunctionWrapHandler, field: str = "extra") -> Any:
+def untag_errors(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     """Validate a list of extra probes, dropping the union tag from error locations (so
     `probes.extra[0].multiple_choice.choices` reads `probes.extra[0].choices`, whose line
     the suite records), naming the known kinds when `kind:` is misspelt, and saying so
@@ -240,4 +246,4 @@ def untag_errors(value: Any, handler: ValidatorFunctionWrapHandler, field: str =
                     type=err["type"], loc=loc, input=err.get("input"), ctx=err.get("ctx", {})
                 )
             )
-        raise ValidationError.from_exception_data(field, details) from None
+        raise ValidationError.from_exception_data("extra", details) from None

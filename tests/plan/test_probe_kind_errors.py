@@ -159,6 +159,12 @@ def test_schema_errors_point_at_the_key(tmp_path: Path) -> None:
         )
         load_suite(tmp_path / "s.yaml")
     assert info.value.line == 9 and "unknown key 'margin'" in str(info.value)
+    with pytest.raises(SuiteError) as info:  # numbers are strict, as the suite's others
+        (tmp_path / "s.yaml").write_text(SUITE + '      margin: "0.05"\n')
+        load_suite(tmp_path / "s.yaml")
+    assert info.value.line == 12 and "probes.extra[0].margin" in str(info.value)
+    (tmp_path / "s.yaml").write_text(SUITE + "      margin: 0\n")  # an integer is a number
+    assert load_suite(tmp_path / "s.yaml").config.probes.extra[0].margin == 0.0
 
 
 def test_a_forgotten_kind_is_named(tmp_path: Path) -> None:
