@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from evalkit.errors import InputError
+from evalkit.suite.train_settings import SETTINGS as S
+
+if TYPE_CHECKING:
+    from evalkit.training.settings import LoraSettings
 
 DEFAULT_BASE = "builtin:smollm2-135m-instruct"
+# The flags named otherwise than the settings they set (`evalkit train` named them first).
+FLAG_SETTINGS = {"lr": "learning_rate", "schedule": "lr_schedule"}
+
+
+def _help(name: str) -> str:
+    """A flag's help is its setting's description (evalkit.suite.train_settings)."""
+    return S[name].help
+
+
+def settings_from_flags(flags: dict[str, Any]) -> LoraSettings:
+    """The LoraSettings that `evalkit train`'s flags (parameter name -> value) ask for."""
+    from evalkit.training.settings import LoraSettings
+
+    values = {FLAG_SETTINGS.get(k, k): v for k, v in flags.items()}
+    targets = values["target_modules"].strip()
+    values["target_modules"] = (
+        targets if targets == "all-linear"
+        else tuple(t.strip() for t in targets.split(",") if t.strip())
+    )  # fmt: skip
+    return LoraSettings(**{name: values[name] for name in S})
 
 
 def train(
@@ -30,35 +54,38 @@ def train(
     ] = None,
     completion_template: Annotated[str | None, typer.Option(help="Jinja over the columns")] = None,
     system: Annotated[str | None, typer.Option(help="a system message for every prompt")] = None,
-    rank: Annotated[int, typer.Option(help="LoRA rank")] = 16,
-    alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default: 2 x rank)")] = None,
-    dropout: Annotated[float, typer.Option(help="LoRA dropout")] = 0.05,
+    rank: Annotated[int, typer.Option(help=_help("rank"))] = S["rank"].default,
+    alpha: Annotated[int | None, typer.Option(help=_help("alpha"))] = S["alpha"].default,
+    dropout: Annotated[float, typer.Option(help=_help("dropout"))] = S["dropout"].default,
     target_modules: Annotated[
         str, typer.Option(help="comma-separated module names, or all-linear")
-    ] = "q_proj,k_proj,v_proj,o_proj",
-    lr: Annotated[float, typer.Option("--lr", help="learning rate")] = 1e-3,
-    schedule: Annotated[
-        str, typer.Option(help="linear, cosine or constant (after warm-up)")
-    ] = "linear",
-    warmup_ratio: Annotated[float, typer.Option(help="share of steps spent warming up")] = 0.05,
-    epochs: Annotated[int, typer.Option(help="passes over the data")] = 3,
-    max_steps: Annotated[
-        int | None, typer.Option(help="optimizer steps; overrides --epochs")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="examples per forward pass")] = 8,
-    grad_accum: Annotated[int, typer.Option(help="batches per optimizer step")] = 1,
-    max_seq_len: Annotated[int, typer.Option(help="tokens per example (cut on the right)")] = 512,
-    seed: Annotated[int, typer.Option(help="seed for init, dropout and data order")] = 0,
-    val_fraction: Annotated[
-        float, typer.Option(help="share held out for a validation loss per epoch")
-    ] = 0.0,
-    save_dtype: Annotated[
-        str, typer.Option(help="float32, float16 or bfloat16 adapter files")
-    ] = "float32",
-    qlora: Annotated[
-        bool, typer.Option("--qlora", help="base in 4-bit NF4 (bitsandbytes)")
-    ] = False,
-    compute_dtype: Annotated[str, typer.Option(help="QLoRA compute dtype")] = "float32",
+    ] = ",".join(S["target_modules"].default),
+    lr: Annotated[float, typer.Option("--lr", help=_help("learning_rate"))] = S[
+        "learning_rate"
+    ].default,
+    schedule: Annotated[str, typer.Option(help=_help("lr_schedule"))] = S["lr_schedule"].default,
+    warmup_ratio: Annotated[float, typer.Option(help=_help("warmup_ratio"))] = S[
+        "warmup_ratio"
+    ].default,
+    weight_decay: Annotated[float, typer.Option(help=_help("weight_decay"))] = S[
+        "weight_decay"
+    ].default,
+    epochs: Annotated[int, typer.Option(help=_help("epochs"))] = S["epochs"].default,
+    max_steps: Annotated[int | None, typer.Option(help=_help("max_steps"))] = S[
+        "max_steps"
+    ].default,
+    batch_size: Annotated[int, typer.Option(help=_help("batch_size"))] = S["batch_size"].default,
+    grad_accum: Annotated[int, typer.Option(help=_help("grad_accum"))] = S["grad_accum"].default,
+    max_seq_len: Annotated[int, typer.Option(help=_help("max_seq_len"))] = S["max_seq_len"].default,
+    seed: Annotated[int, typer.Option(help=_help("seed"))] = S["seed"].default,
+    val_fraction: Annotated[float, typer.Option(help=_help("val_fraction"))] = S[
+        "val_fraction"
+    ].default,
+    save_dtype: Annotated[str, typer.Option(help=_help("save_dtype"))] = S["save_dtype"].default,
+    qlora: Annotated[bool, typer.Option("--qlora", help=_help("qlora"))] = S["qlora"].default,
+    compute_dtype: Annotated[str, typer.Option(help=_help("compute_dtype"))] = S[
+        "compute_dtype"
+    ].default,
     save_every: Annotated[
         int | None, typer.Option(help="checkpoint every N steps (default: each epoch)")
     ] = None,
@@ -71,21 +98,8 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
     """Train a LoRA (or QLoRA) adapter; the output loads with plain peft."""
+    settings = settings_from_flags(locals())  # first: locals() are the flags, nothing else
     from evalkit.cli.common import _console, _errors
-    from evalkit.training.settings import LoraSettings
-
-    targets: tuple[str, ...] | str = (
-        "all-linear" if target_modules.strip() == "all-linear"
-        else tuple(t.strip() for t in target_modules.split(",") if t.strip())
-    )  # fmt: skip
-    settings = LoraSettings(
-        rank=rank, alpha=alpha if alpha is not None else 2 * rank, dropout=dropout,
-        target_modules=targets, learning_rate=lr, lr_schedule=schedule, epochs=epochs,
-        max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum,
-        max_seq_len=max_seq_len, seed=seed, warmup_ratio=warmup_ratio,
-        val_fraction=val_fraction, save_dtype=save_dtype, qlora=qlora,
-        compute_dtype=compute_dtype,
-    )  # fmt: skip
     from evalkit.training.data import DataSpec
     from evalkit.training.run import train_adapter
 

@@ -9,7 +9,7 @@ more than one field (an adapter named by a gate exists, a data file exists) live
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,6 +28,7 @@ from evalkit.suite.probes_config import (  # noqa: F401
     ProseProbe,
     extra_probes_type,
 )
+from evalkit.suite.train_settings import SETTINGS, ComputeDtype, SaveDtype, Schedule
 
 MetricType = Literal[
     "exact_match",
@@ -70,29 +71,41 @@ PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 
 
+def _setting(name: str) -> Any:
+    """A `train:` field with the default, bounds and description of `LoraSettings`'s."""
+    s = SETTINGS[name]
+    default: dict[str, Any] = (
+        {"default_factory": lambda: list(s.default)} if isinstance(s.default, tuple)
+        else {"default": s.default}
+    )  # fmt: skip
+    return Field(**default, description=s.help, gt=s.above, ge=s.minimum, lt=s.below)
+
+
 class TrainConfig(StrictModel):
-    """An adapter evalkit trains (or reuses from its cache) on the suite's base."""
+    """An adapter evalkit trains (or reuses from its cache) on the suite's base: `data`
+    plus the fields of `LoraSettings` (evalkit.suite.train_settings), with its defaults."""
 
     data: TrainDataConfig | Annotated[list[TrainDataConfig], Field(min_length=1)]
-    rank: PosInt = 16
-    alpha: PosInt | None = Field(default=None, description="default: 2 x rank")
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
-    target_modules: Literal["all-linear"] | Annotated[list[str], Field(min_length=1)] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    rank: int = _setting("rank")
+    alpha: int | None = _setting("alpha")
+    dropout: float = _setting("dropout")
+    target_modules: Literal["all-linear"] | Annotated[list[str], Field(min_length=1)] = _setting(
+        "target_modules"
     )
-    learning_rate: PosFloat = 1e-3
-    lr_schedule: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.05
-    epochs: PosInt = 3
-    max_steps: PosInt | None = None
-    batch_size: PosInt = 8
-    grad_accum: PosInt = 1
-    max_seq_len: PosInt = 512
-    seed: int = 0
-    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    save_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    qlora: bool = False
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    learning_rate: float = _setting("learning_rate")
+    lr_schedule: Schedule = _setting("lr_schedule")
+    epochs: int = _setting("epochs")
+    max_steps: int | None = _setting("max_steps")
+    batch_size: int = _setting("batch_size")
+    grad_accum: int = _setting("grad_accum")
+    max_seq_len: int = _setting("max_seq_len")
+    seed: int = _setting("seed")
+    warmup_ratio: float = _setting("warmup_ratio")
+    weight_decay: float = _setting("weight_decay")
+    val_fraction: float = _setting("val_fraction")
+    save_dtype: SaveDtype = _setting("save_dtype")
+    qlora: bool = _setting("qlora")
+    compute_dtype: ComputeDtype = _setting("compute_dtype")
 
 
 class SweepConfig(StrictModel):

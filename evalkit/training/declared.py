@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,27 +38,9 @@ CARD_SETTINGS = (
 
 
 def lora_settings(train: Any) -> LoraSettings:
-    """A suite's `train:` block as LoraSettings (alpha defaults to 2 x rank)."""
-    targets = train.target_modules
-    return LoraSettings(
-        rank=train.rank,
-        alpha=train.alpha or 2 * train.rank,
-        dropout=train.dropout,
-        target_modules=targets if isinstance(targets, str) else tuple(targets),
-        learning_rate=train.learning_rate,
-        lr_schedule=train.lr_schedule,
-        epochs=train.epochs,
-        max_steps=train.max_steps,
-        batch_size=train.batch_size,
-        grad_accum=train.grad_accum,
-        max_seq_len=train.max_seq_len,
-        seed=train.seed,
-        warmup_ratio=train.warmup_ratio,
-        val_fraction=train.val_fraction,
-        save_dtype=train.save_dtype,
-        qlora=train.qlora,
-        compute_dtype=train.compute_dtype,
-    )
+    """A suite's `train:` block as LoraSettings: the same fields, so the same key as
+    `evalkit train` and the library for the same values (alpha None becomes 2 x rank)."""
+    return LoraSettings(**{f.name: getattr(train, f.name) for f in fields(LoraSettings)})
 
 
 def data_specs(suite: Any, train: Any) -> list[DataSpec]:

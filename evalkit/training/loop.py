@@ -194,6 +194,7 @@ def train_lora(
     torch.manual_seed(s.seed)  # LoRA A initialisation and dropout masks
     order_rng = torch.Generator().manual_seed(s.seed)
     target = s.target_modules if isinstance(s.target_modules, str) else list(s.target_modules)
+    assert s.alpha is not None  # derived from a valid rank on construction
     config = LoraConfig(
         task_type="CAUSAL_LM",
         r=s.rank,
