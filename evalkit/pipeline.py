@@ -26,6 +26,7 @@ from evalkit.outputs.results import build_results
 from evalkit.paths import cache_dir
 from evalkit.plan.build import build_plan
 from evalkit.plan.types import Plan
+from evalkit.profile import profiled, run_profile, timer
 from evalkit.scoring.score import score
 from evalkit.suite.loader import Suite, load_suite
 from evalkit.training.declared import resolve_adapters
@@ -74,6 +75,7 @@ def default_output_dir(suite: Suite, started: datetime) -> Path:
     return Path("reports") / f"{suite.config.name}-{started.strftime('%Y%m%d-%H%M%S')}"
 
 
+@profiled
 def run_suite(
     suite_path: Path | str,
     *,
@@ -93,9 +95,10 @@ def run_suite(
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    suite = load_suite(suite_path)
-    plan = build_plan(suite, limit=limit, variants=variants, seed=seed)
-    preflight(suite, plan)
+    with timer("plan"):
+        suite = load_suite(suite_path)
+        plan = build_plan(suite, limit=limit, variants=variants, seed=seed)
+        preflight(suite, plan)
     cfg = suite.config
     # a baseline whose data or settings differ is refused before any model loads
     base_run = (
@@ -105,9 +108,10 @@ def run_suite(
 
     needed = {v.removeprefix("merged:") for v in plan.variants if v != "base"}
     # `train:` adapters are trained now or reused from the adapter cache (it says which)
-    declared = resolve_adapters(suite, needed, progress=progress)
+    with timer("adapters"):
+        declared = resolve_adapters(suite, needed, progress=progress)
     adapter_paths = declared.paths
-    with progress("loading model", 1) as advance:
+    with timer("load"), progress("loading model", 1) as advance:
         engine: Any = create_engine(
             "hf",
             EngineRequest(
@@ -121,7 +125,8 @@ def run_suite(
             ),
         )
         advance(1)
-    integrity = run_checks(engine, plan, adapter_paths)
+    with timer("integrity"):
+        integrity = run_checks(engine, plan, adapter_paths)
     for r in integrity:
         if not r.passed:
             log.error("integrity check %s failed for %s: %s", r.check, r.variant, r.detail)
@@ -137,12 +142,16 @@ def run_suite(
     from evalkit.scoring.judges.results import attach_judgments
     from evalkit.scoring.judges.run import judge_warnings, run_judges, without_judges
 
-    judged = run_judges(plan, records, use_cache=use_cache, progress=progress)
-    scores = score(without_judges(plan), records)
+    with timer("judge") as stage:
+        judged = run_judges(plan, records, use_cache=use_cache, progress=progress)
+        stage["judge_calls"] = sum(j["n_calls"] for j in judged.judges)
+    with timer("score"):
+        scores = score(without_judges(plan), records)
     scores.update(judged.scores)
-    comparisons = compare(plan, scores)
-    flags = forgetting(plan, comparisons)
-    gates = apply_gates(plan, scores, comparisons, flags, judged.unreliable)
+    with timer("decide"):
+        comparisons = compare(plan, scores)
+        flags = forgetting(plan, comparisons)
+        gates = apply_gates(plan, scores, comparisons, flags, judged.unreliable)
     fps = run_fingerprints(plan, suite.sha256, {v: engine.fingerprint(v) for v in plan.variants})
     baseline_meta = None
     if base_run is not None:  # after the gates: they judge a variant against its base
@@ -183,13 +192,15 @@ def run_suite(
     attach_judgments(results, judged)
     declared.annotate(results)  # per-variant `training`, the `sweep`, QLoRA drift warnings
     results["fingerprints"] = fps
+    results["profile"] = run_profile()  # up to here: writing the outputs is not in it
     if baseline_meta is not None:
         results["baseline"] = baseline_meta
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_scores(out_dir, plan, scores, fps)
-    _write_records(out_dir / "records.jsonl", records)
-    write_records_parquet(out_dir / "records.parquet", records)
-    write_outputs(results, out_dir)
+    with timer("outputs"):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_scores(out_dir, plan, scores, fps)
+        _write_records(out_dir / "records.jsonl", records)
+        write_records_parquet(out_dir / "records.parquet", records)
+        write_outputs(results, out_dir)
     return RunOutcome(code, out_dir, results)
 
 

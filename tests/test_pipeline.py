@@ -120,6 +120,18 @@ def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> N
     # records: one per example × variant × task
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == 5 * 4 * 3
+    # where the time went: every stage, each task x variant with its work
+    stages = {r["stage"]: r for r in results["profile"]}
+    for name in ("plan", "load", "integrity", "evaluate", "judge", "score", "decide"):
+        assert stages[name]["seconds"] >= 0
+    qa = stages["a1 · qa"]
+    assert qa["parent"] == "evaluate" and qa["requests"] == 4
+    assert 4 <= qa["generated_tokens"] <= 4 * 6  # max_new_tokens 6, rows may end early
+    assert qa["forward_tokens"] > qa["generated_tokens"]
+    assert "generated_tokens" not in stages["base · prose-perplexity"]
+    assert stages["base · prose-perplexity"]["forward_tokens"] > 100
+    children = [r["seconds"] for r in results["profile"] if r.get("parent") == "evaluate"]
+    assert len(children) == 5 * 3 and sum(children) <= stages["evaluate"]["seconds"]
 
 
 def test_failed_gate_exits_1(workdir: Path, tiny_model_dir: Path) -> None:

@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from evalkit.engines.base import ChatPrompt, Engine, Progress
 from evalkit.engines.records import Record
 from evalkit.plan.types import Plan, TaskPlan
+from evalkit.profile import timer
 
 # (description, total units) -> a context manager yielding an advance(n) callback
 ProgressFactory = Callable[[str, int], AbstractContextManager[Progress]]
@@ -18,10 +19,12 @@ ProgressFactory = Callable[[str, int], AbstractContextManager[Progress]]
 def evaluate(plan: Plan, engine: Engine, progress: ProgressFactory) -> list[Record]:
     """Records for every (variant, task, example) in the plan."""
     records: list[Record] = []
-    for variant in plan.variants:
-        with engine.variant(variant):
-            for task in plan.tasks:
-                records.extend(_run_task(task, variant, engine, progress))
+    with timer("evaluate"):
+        for variant in plan.variants:
+            with engine.variant(variant):
+                for task in plan.tasks:
+                    with timer(f"{variant} · {task.name}", requests=len(task.examples)):
+                        records.extend(_run_task(task, variant, engine, progress))
     return records
 
 

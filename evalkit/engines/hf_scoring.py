@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from evalkit.engines.base import LogLikelihood, Progress, RollingScore
+from evalkit.profile import count
 
 ROLLING_WINDOW = 1024
 # The KL is taken on each text's first KL_TOKENS tokens: the base's second forward pass
@@ -66,6 +67,9 @@ class ScoringMixin:
         rows = [(g, r) for g, (_, idx) in enumerate(batch) for r in idx]
         owner = torch.tensor([g for g, _ in rows])
         longest = max(len(conts[r]) for _, r in rows)
+        # the contexts once, then each continuation but its last token on their cache
+        count("forward_tokens", sum(len(c) for c, _ in batch))
+        count("forward_tokens", sum(max(len(conts[r]) - 1, 0) for _, r in rows))
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids.to(self.device),
@@ -187,6 +191,7 @@ class ScoringMixin:
                 ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
                 mask[row, : len(seqs[i])] = 1
             inputs = {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+            count("forward_tokens", sum(len(seqs[i]) for i in idx))
             with torch.inference_mode():
                 logits = self.model(**inputs).logits
                 base_logits = None
@@ -195,6 +200,7 @@ class ScoringMixin:
                     cut = {k: v[:, : KL_TOKENS + 1] for k, v in inputs.items()}
                     with self._as_base():
                         base_logits = self.model(**cut).logits
+                    count("forward_tokens", int(cut["attention_mask"].sum()))
                 for row, i in enumerate(idx):
                     for key, start, tokens in reads[i]:
                         sl = slice(start - 1, start - 1 + len(tokens))
