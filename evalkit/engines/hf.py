@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, batches
+from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress
 from evalkit.engines.chat import end_of_turn, render_chat
 from evalkit.engines.hf_scoring import ScoringMixin
 from evalkit.engines.resolve import resolve_model
@@ -41,7 +41,7 @@ class HFEngine(ScoringMixin):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        _quiet_transformers()
+        _quiet_transformers(load_in_4bit)
         self.name = base_spec
         self.batch_size = batch_size
         resolved = resolve_model(base_spec, relative_to=relative_to)
@@ -209,36 +209,25 @@ class HFEngine(ScoringMixin):
         stop: tuple[str, ...] = (),
         progress: Progress | None = None,
     ) -> list[str]:
-        import torch
+        from evalkit.engines.hf_generate import generate_greedy
 
-        encoded = [self._encode_chat(p) for p in prompts]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
-        out: list[str] = [""] * len(prompts)
-        pad = self.tokenizer.pad_token_id
         stops = [s for s in (*stop, end_of_turn(self.tokenizer)) if s]
-        for idx in batches(order, self.batch_size):
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):  # left padding: generation continues at the right
-                ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]) :] = 1
-            with torch.inference_mode():
-                gen = self.model.generate(
-                    input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=pad,
-                    stop_strings=list(stop) or None,
-                    tokenizer=self.tokenizer if stop else None,
-                )
-            for row, i in enumerate(idx):
-                text = str(self.tokenizer.decode(gen[row, width:], skip_special_tokens=False))
-                out[i] = _cut_at_stops(text, stops, self.tokenizer)
-            if progress:
-                progress(len(idx))
-        return out
+        generated = generate_greedy(
+            self.model,
+            self.tokenizer,
+            [self._encode_chat(p) for p in prompts],
+            max_new_tokens=max_new_tokens,
+            batch_size=self.batch_size,
+            stops=stops,
+            device=self.device,
+            progress=progress,
+        )
+        return [
+            _cut_at_stops(
+                str(self.tokenizer.decode(toks, skip_special_tokens=False)), stops, self.tokenizer
+            )
+            for toks in generated
+        ]
 
     def loglikelihood(
         self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
@@ -272,9 +261,13 @@ class HFEngine(ScoringMixin):
         return out
 
 
-def _quiet_transformers() -> None:
+def _quiet_transformers(load_in_4bit: bool = False) -> None:
     """Per-load progress bars and deprecation notices from the libraries would drown the
-    run's own progress; evalkit reports loading itself."""
+    run's own progress; evalkit reports loading itself. bitsandbytes (imported by peft
+    when installed) warns at import about optional 4-bit CPU kernels: news only to a run
+    that loads a 4-bit model, so other runs do not see it. Set before peft is imported."""
+    if not load_in_4bit:
+        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

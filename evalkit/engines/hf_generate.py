@@ -1,0 +1,147 @@
+"""Greedy generation that stops when it is done.
+
+`transformers`' `generate` keeps every row of a batch in the forward until the last row
+finishes: a row that met its end-of-turn after 12 tokens is padded along for the other
+rows' 80. Here a finished row (an end-of-sequence token, a stop string in its text, or
+`max_new_tokens`) leaves the batch at once: its row is dropped from the input, the
+attention mask and the KV cache, so each step costs only the rows still writing. Prompts
+are sorted by length so a batch shares little padding, the prompt runs once (the lm head
+on its last position only, as `generate` does) and every later step feeds one token per
+row on top of the cache.
+
+Greedy and with the same masks and positions as `generate`, so the text is the same; the
+cut at the first stop string happens afterwards in the engine, exactly as before (a row
+stops at the step its text first contains a stop string, and nothing after that point
+survives the cut).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from evalkit.profile import count
+
+Progress = Callable[[int], None]
+
+
+def eos_ids(model: Any) -> set[int]:
+    """The token ids that end a sequence for `generate` (its generation config's)."""
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+def generate_greedy(
+    model: Any,
+    tokenizer: Any,
+    encoded: Sequence[list[int]],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    stops: Sequence[str] = (),
+    device: Any = "cpu",
+    progress: Progress | None = None,
+) -> list[list[int]]:
+    """The generated token ids of each prompt (in the order given; the end-of-sequence
+    token, when one ended the row, included)."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out: list[list[int]] = [[] for _ in encoded]
+    ends = eos_ids(model)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        rows = _generate_batch(
+            model,
+            tokenizer,
+            [encoded[i] for i in idx],
+            max_new_tokens=max_new_tokens,
+            ends=ends,
+            stops=[s for s in stops if s],
+            device=device,
+        )
+        for i, toks in zip(idx, rows, strict=True):
+            out[i] = toks
+        if progress:
+            progress(len(idx))
+    return out
+
+
+def _generate_batch(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int,
+    ends: set[int],
+    stops: list[str],
+    device: Any,
+) -> list[list[int]]:
+    import torch
+    from transformers import DynamicCache
+
+    n = len(prompts)
+    out: list[list[int]] = [[] for _ in prompts]
+    if max_new_tokens <= 0 or n == 0:
+        return out
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    width = max(len(p) for p in prompts)
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for row, p in enumerate(prompts):  # left padding: every row continues at the right
+        ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[row, width - len(p) :] = 1
+    # positions as `generate` makes them: counted over real tokens, padding at 1
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
+    cache = DynamicCache()
+    alive = list(range(n))  # the prompt index of each row still in the batch
+    count("forward_tokens", sum(len(p) for p in prompts))
+    with torch.inference_mode():
+        logits = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+        next_pos = positions[:, -1:] + 1
+        for step in range(max_new_tokens):
+            tokens = logits.float().argmax(-1)
+            keep = []
+            for row, i in enumerate(alive):
+                tok = int(tokens[row])
+                out[i].append(tok)
+                if not _finished(out[i], tok, ends, stops, tokenizer):
+                    keep.append(row)
+            count("generated_tokens", len(alive))
+            if not keep or step == max_new_tokens - 1:
+                break
+            if len(keep) < len(alive):  # finished rows leave the batch and its cache
+                sel = torch.tensor(keep, device=ids.device)
+                cache.batch_select_indices(sel)
+                mask, next_pos, tokens = mask[sel], next_pos[sel], tokens[sel]
+                alive = [alive[r] for r in keep]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+            count("forward_tokens", len(alive))
+            logits = model(
+                input_ids=tokens.unsqueeze(1),
+                attention_mask=mask,
+                position_ids=next_pos,
+                cache=cache,
+                use_cache=True,
+            ).logits[:, -1]
+            next_pos = next_pos + 1
+    return out
+
+
+def _finished(toks: list[int], tok: int, ends: set[int], stops: list[str], tokenizer: Any) -> bool:
+    if tok in ends:
+        return True
+    if not stops:
+        return False
+    # the whole completion so far: a stop string may span tokens, and a few dozen tokens
+    # decode in microseconds next to a forward step
+    text = tokenizer.decode(toks, skip_special_tokens=False)
+    return any(s in text for s in stops)

@@ -1,0 +1,123 @@
+"""Greedy generation where finished rows leave the batch (engines/hf_generate.py): the
+same tokens as transformers' `generate` run on one prompt at a time, on a tiny random
+Llama, with rows that end at different steps (an end-of-sequence token, a stop string)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalkit.engines.hf_generate import generate_greedy
+from evalkit.profile import Profile
+
+PROMPTS = [
+    "a",
+    "a much longer prompt about contract clauses " * 4,
+    "b c d",
+    "Summarize this clause: the tenant pays rent monthly.",
+    "x " * 30,
+    "What is the capital of France?",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.padding_side = "left"
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    # larger random weights than the shared tiny model's: its greedy text repeats one
+    # token, this one writes varied text, so rows end at different steps
+    config.initializer_range = 0.2
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    model.generation_config.do_sample = False
+    return model, tok
+
+
+def _encode(tok: Any) -> list[list[int]]:
+    return [list(tok(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS]
+
+
+def _one_at_a_time(model: Any, tok: Any, encoded: list[list[int]], n: int) -> list[list[int]]:
+    """transformers' own greedy generate, one prompt per call (no padding at all), cut
+    after the first end-of-sequence token."""
+    import torch
+
+    ends = model.generation_config.eos_token_id
+    ends = set(ends if isinstance(ends, list) else [ends])
+    out = []
+    with torch.inference_mode():
+        for ids in encoded:
+            gen = model.generate(
+                input_ids=torch.tensor([ids]),
+                attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
+                max_new_tokens=n,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+            )[0, len(ids) :].tolist()
+            cut = next((k + 1 for k, t in enumerate(gen) if t in ends), len(gen))
+            out.append(gen[:cut])
+    return out
+
+
+def test_rows_that_end_early_leave_the_batch_with_the_same_tokens(tiny: tuple) -> None:
+    model, tok = tiny
+    encoded = _encode(tok)
+    free = _one_at_a_time(model, tok, encoded, 12)
+    # make a token the random model writes mid-way an end-of-sequence token, so rows end
+    # at different steps (a random model never writes the real one)
+    original = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [original, free[0][3], free[3][6]]
+    try:
+        want = _one_at_a_time(model, tok, encoded, 12)
+        prof = Profile()
+        with prof.activate(), prof.stage("gen"):
+            got = generate_greedy(model, tok, encoded, max_new_tokens=12, batch_size=4)
+    finally:
+        model.generation_config.eos_token_id = original
+    assert got == want
+    lengths = sorted(len(g) for g in got)
+    assert len(got[0]) <= 4 and len(got[3]) <= 7  # ended early, at different steps
+    assert lengths[-1] == 12  # others ran to the limit
+    row = prof.rows()[0]
+    # every generated token counted once; finished rows cost no further forward tokens
+    assert row["generated_tokens"] == sum(lengths)
+    prompt_tokens = sum(len(e) for e in encoded)
+    # each row's last token is never fed back
+    assert row["forward_tokens"] == prompt_tokens + sum(lengths) - len(PROMPTS)
+
+
+def test_a_stop_string_ends_a_row_and_batching_changes_nothing(tiny: tuple) -> None:
+    model, tok = tiny
+    encoded = _encode(tok)
+    free = _one_at_a_time(model, tok, encoded, 10)
+    # a stop string row 1 first writes with its (k+1)-th and (k+2)-th tokens
+    k = next(
+        k
+        for k in range(3, 8)
+        if tok.decode(free[1][k : k + 2]).strip()
+        and tok.decode(free[1][k : k + 2]) not in tok.decode(free[1][: k + 1])
+    )
+    stop = tok.decode(free[1][k : k + 2])
+    got = generate_greedy(model, tok, encoded, max_new_tokens=10, batch_size=3, stops=[stop])
+    for g, f in zip(got, free, strict=True):
+        assert f[: len(g)] == g  # a prefix of the free run: the same tokens, cut early
+        text = tok.decode(g)
+        assert len(g) == len(f) or stop in text
+    assert len(got[1]) == k + 2
+    one = generate_greedy(model, tok, encoded, max_new_tokens=10, batch_size=1, stops=[stop])
+    assert one == got
+    for size in (1, 2, 16):
+        assert generate_greedy(model, tok, encoded, max_new_tokens=10, batch_size=size) == free
+
+
+def test_no_tokens_asked_for_gives_empty_rows(tiny: tuple) -> None:
+    model, tok = tiny
+    assert generate_greedy(model, tok, _encode(tok), max_new_tokens=0, batch_size=4) == [
+        [] for _ in PROMPTS
+    ]
