@@ -190,3 +190,21 @@ def test_a_missing_key_fails_the_run_before_any_model_loads(
     with pytest.raises(SuiteError, match="needs an API key"):
         run_suite(suite, output_dir=workdir / "out")
     assert not (workdir / "out").exists()
+
+
+def test_a_smoke_run_calibrates_on_n_of_the_labels(workdir: Path, tiny_model_dir: Path) -> None:
+    state = ServerState(plan=_plan, responder=_responder)
+    with JudgeServer(state) as srv:
+        suite = _suite(workdir, tiny_model_dir, srv.base_url, min_kappa=0.4)
+        out = run_suite(suite, output_dir=workdir / "smoke", limit=2)
+    res = out.results
+    judge = res["judges"][0]
+    assert judge["reliability"]["n_labels"] == 2  # --limit 2: 2 of the 8 labels
+    assert judge["n_calls"] == 4  # 2 examples x 2 variants
+    # 4 judged answers + 2 x 2 pairwise orders + 2 calibration labels, nothing more
+    assert len(state.requests) == 4 + 4 + 2
+    assert any("calibrated on 2 of its 8 labels" in w for w in res["warnings"])
+    stages = {r["stage"]: r for r in res["profile"]}
+    assert stages["judge calibration"]["labels"] == 2
+    assert stages["judge calibration"]["parent"] == "judge"
+    assert stages["judge"]["judge_calls"] == 8

@@ -66,14 +66,15 @@ def _labels(values: list[float]) -> list[tuple[Item, float]]:
     return [(Item(f"q{i}", (f"a{i}",)), v) for i, v in enumerate(values)]
 
 
-def test_a_smoke_run_takes_a_proportional_share_of_every_label() -> None:
+def test_a_smoke_run_takes_n_labels_over_every_value() -> None:
     labels = _labels([5.0] * 8 + [4.0] * 8 + [3.0] * 12 + [2.0] * 12 + [1.0] * 8)  # the demo's
-    picked = limit_labels(labels, 10, 72)  # --limit 10 of 72 examples
-    # 10/72 of 48 is 7, but never fewer than the limit itself
+    picked = limit_labels(labels, 10)  # --limit 10
     assert len(picked) == 10
     assert {v for _, v in picked} == {1.0, 2.0, 3.0, 4.0, 5.0}
-    assert picked == limit_labels(labels, 10, 72)  # deterministic
+    # evenly over the 48 sorted by value (8 ones, 12 twos, 12 threes, 8 fours, 8 fives)
+    assert sorted(v for _, v in picked) == [1, 1, 2, 2, 3, 3, 3, 4, 5, 5]
+    assert picked == limit_labels(labels, 10)  # deterministic
     order = [int(it.question[1:]) for it, _ in picked]
     assert order == sorted(order)  # file order kept
-    assert len(limit_labels(labels, 36, 72)) == 36  # half the examples: half the labels
-    assert limit_labels(labels, 60, 72) == labels  # more than there are: all of them
+    assert len(limit_labels(labels, 36)) == 36
+    assert limit_labels(labels, 60) == labels  # more than there are: all of them

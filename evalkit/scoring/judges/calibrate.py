@@ -58,6 +58,17 @@ def read_labels(path: Path, spec: JudgeSpec) -> list[tuple[Item, Label]]:
     return out
 
 
+def limit_labels(labels: list[tuple[Item, Label]], limit: int) -> list[tuple[Item, Label]]:
+    """The labels a smoke run (`--limit N`) calibrates on: N, as each task keeps N
+    examples (the demo: 10 of 48 labels beside 10 of 72 examples), picked evenly over the
+    labels sorted by value so every scale point stays represented; in file order."""
+    if limit >= len(labels):
+        return labels
+    by_value = sorted(range(len(labels)), key=lambda i: (labels[i][1], i))
+    picked = {by_value[(2 * k + 1) * len(labels) // (2 * limit)] for k in range(limit)}
+    return [lab for i, lab in enumerate(labels) if i in picked]
+
+
 def cohen_kappa(a: list[float], b: list[float], categories: list[float], weighted: bool) -> float:
     """Cohen's kappa of two raters over `categories`; quadratic weights when `weighted`."""
     k = len(categories)

@@ -19,7 +19,8 @@ from typing import Any
 
 from evalkit.engines.records import Record
 from evalkit.plan.types import JudgeRef, JudgeSettings, Plan, TaskPlan
-from evalkit.scoring.judges.calibrate import calibrate, read_labels
+from evalkit.profile import timer
+from evalkit.scoring.judges.calibrate import calibrate, limit_labels, read_labels
 from evalkit.scoring.judges.core import Item, Judged, JudgeRunner, resolve_endpoint
 from evalkit.scoring.judges.spec import JudgeSpec, load_judge_spec
 from evalkit.scoring.score import MetricScores, Scores
@@ -33,6 +34,7 @@ class JudgeOutcome:
     judges: list[dict[str, Any]] = field(default_factory=list)
     # (task, metric) -> why its gates are inconclusive
     unreliable: dict[tuple[str, str], str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for the run's warnings
 
 
 def judge_metrics(task: TaskPlan) -> list[Any]:
@@ -62,7 +64,17 @@ def run_judges(
                 _judge_task(plan, task, metric, ref, spec, runner, by_key, outcome, progress)
                 summary = outcome.judges[-1]
                 if ref.labels:
-                    rel = calibrate(spec, read_labels(ref.labels, spec), runner)
+                    rows = read_labels(ref.labels, spec)
+                    # a smoke run: N labels as N examples (kept evenly over the values)
+                    picked = rows if plan.limit is None else limit_labels(rows, plan.limit)
+                    if len(picked) < len(rows):
+                        outcome.notes.append(
+                            f"judge {spec.name} on {task.name}: smoke run (--limit "
+                            f"{plan.limit}), calibrated on {len(picked)} of its {len(rows)} "
+                            "labels; its kappa is not evidence"
+                        )
+                    with timer("judge calibration", labels=len(picked)):
+                        rel = calibrate(spec, picked, runner)
                     min_kappa = jcfg.min_kappa
                     rel["min_kappa"] = min_kappa
                     rel["reliable"] = bool(
@@ -247,7 +259,7 @@ def without_judges(plan: Plan) -> Plan:
 
 
 def judge_warnings(outcome: JudgeOutcome) -> list[str]:
-    out = []
+    out = list(outcome.notes)
     for j in outcome.judges:
         if j["n_unscored"]:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(j["errors_by_reason"].items()))
