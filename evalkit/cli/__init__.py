@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,7 +45,13 @@ def run(
         bool,
         typer.Option("--no-cache", help="recompute everything instead of reusing cached results"),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="no progress bars; only the verdict and warnings"),
+    ] = False,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="print where the time went, stage by stage")
+    ] = False,
     baseline: Annotated[
         Path | None,
         typer.Option(help="an earlier run directory: compare with it example by example"),
@@ -69,22 +76,34 @@ def run(
         baseline=baseline,
         force_baseline=force_baseline,
     )
-    with _errors():
+    from evalkit.profile import Profile, format_table
+
+    prof = Profile()  # also sees the outputs stage, after results.json got its copy
+    with _errors(), prof.activate():
+        t0 = time.perf_counter()
         if quiet:
             outcome = run_it()
         else:
             bar, factory = _rich_progress(console)
             with bar:
                 outcome = run_it(progress=factory)
-    _print_outcome(outcome.results, outcome.output_dir)
+        wall = time.perf_counter() - t0
+    _print_outcome(outcome.results, outcome.output_dir, quiet=quiet)
+    if profile:
+        console.print(format_table(prof.rows(), wall), highlight=False, markup=False)
     raise typer.Exit(outcome.exit_code)
 
 
-def _print_outcome(results: dict[str, Any], out_dir: Path) -> None:
+def _print_outcome(results: dict[str, Any], out_dir: Path, *, quiet: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if quiet:  # the verdict line and the run's warnings, nothing else
+        for w in results.get("warnings", []):
+            console.print(f"[yellow]warning[/] {w}", highlight=False)
+        console.print(_verdict_line(results, out_dir), highlight=False)
+        return
     table = Table(title="gates", show_lines=False)
     for col in ("gate", "result", "detail"):
         table.add_column(col)
@@ -106,12 +125,16 @@ def _print_outcome(results: dict[str, Any], out_dir: Path) -> None:
                 f"[bold red]integrity[/] {check['check']} {check['variant']}: {check['detail']}",
                 highlight=False,
             )
+    console.print(_verdict_line(results, out_dir), highlight=False)
+
+
+def _verdict_line(results: dict[str, Any], out_dir: Path) -> str:
     verdict = {
         0: "[green]PASS[/]",
         1: "[red]FAIL[/] (a gate failed)",
         3: "[red]ERROR[/] (integrity)",
     }.get(results["exit_code"], "")
-    console.print(f"{verdict}  report: {out_dir / 'report.html'}", highlight=False)
+    return f"{verdict}  report: {out_dir / 'report.html'}"
 
 
 @app.command()
