@@ -41,6 +41,7 @@ typecheck: setup
 # Benchmarks print ratios against a baseline measured in the same script (not part of
 # `make test`; each runs alone, since two jobs on 2 cores slow each other many times over).
 bench: setup browser
+	$(BIN)/python bench/bench_generate.py --examples 16 --batch 16
 	$(BIN)/python bench/bench_train.py --examples 32 --repeats 3
 	$(BIN)/python bench/bench_judge.py
 	$(BIN)/python bench/bench_prose_kl.py

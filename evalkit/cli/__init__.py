@@ -90,7 +90,7 @@ def run(
         wall = time.perf_counter() - t0
     _print_outcome(outcome.results, outcome.output_dir, quiet=quiet)
     if profile:
-        console.print(format_table(prof.rows(), wall), highlight=False, markup=False)
+        sys.stdout.write(format_table(prof.rows(), wall) + "\n")  # wide: never wrapped
     raise typer.Exit(outcome.exit_code)
 
 

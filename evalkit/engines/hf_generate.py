@@ -95,6 +95,11 @@ def _generate_batch(
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
     ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
     cache = DynamicCache()
+    # the lm head on the prompt's last position only, where the model allows it
+    # (`generate` does the same): 49k logits for every prompt token would cost more than
+    # the rest of the prefill
+    supports = getattr(model, "_supports_logits_to_keep", lambda: False)
+    keep_last = {"logits_to_keep": 1} if supports() else {}
     alive = list(range(n))  # the prompt index of each row still in the batch
     count("forward_tokens", sum(len(p) for p in prompts))
     with torch.inference_mode():
@@ -104,7 +109,7 @@ def _generate_batch(
             position_ids=positions,
             cache=cache,
             use_cache=True,
-            logits_to_keep=1,
+            **keep_last,
         ).logits[:, -1]
         next_pos = positions[:, -1:] + 1
         for step in range(max_new_tokens):
