@@ -14,7 +14,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "evalkit"
 
 # Shared leaves every module may import.
-COMMON = {"evalkit", "evalkit.errors", "evalkit.paths"}
+COMMON = {"evalkit", "evalkit.errors", "evalkit.paths", "evalkit.profile"}
 # Plan values the later stages take as input.
 PLAN_VALUES = {"evalkit.plan.types", "evalkit.plan.prompts"}
 # A stage (a package of evalkit/) -> the modules or packages it may import besides
