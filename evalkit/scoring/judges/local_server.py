@@ -70,7 +70,7 @@ def llama_server(
         )
     port = free_port()
     cmd = [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, "-m", "evalkit.scoring.judges.llama_server_main",
         "--model", str(gguf),
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
