@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.decide.baseline import prepare_baseline, run_fingerprints, write_scores
+from evalkit.decide.diagnosis import diagnose
 from evalkit.decide.gates import Decision, apply_gates, exit_code
 from evalkit.decide.integrity import run_checks
 from evalkit.decide.verdicts import compare, forgetting
@@ -150,6 +151,7 @@ def run_suite(
     scores.update(judged.scores)
     with timer("decide"):
         comparisons = compare(plan, scores)
+        diagnoses = diagnose(plan, comparisons)  # format drift vs knowledge loss
         flags = forgetting(plan, comparisons)
         gates = apply_gates(plan, scores, comparisons, flags, judged.unreliable)
     fps = run_fingerprints(plan, suite.sha256, {v: engine.fingerprint(v) for v in plan.variants})
@@ -188,6 +190,7 @@ def run_suite(
         integrity=integrity,
         exit_code=code,
         warnings=warnings,
+        diagnoses=diagnoses,
     )
     attach_judgments(results, judged)
     declared.annotate(results)  # per-variant `training`, the `sweep`, QLoRA drift warnings

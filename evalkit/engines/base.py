@@ -38,12 +38,27 @@ class LogLikelihood:
 class RollingScore:
     """A whole text scored by the active variant: its NLL (nats, positive), its token
     count, and the KL(base || variant) summed over its first `kl_tokens` tokens (nats; 0 for
-    the base)."""
+    the base); `top1`: of those positions, how many the variant's most likely next token is
+    the base's (all of them for the base; None when the engine did not count)."""
 
     nll: float
     n_tokens: int
     kl: float
     kl_tokens: int  # the tokens the KL is summed over (a text's first ones; see hf_scoring)
+    top1: int | None = None
+
+
+# open-shift counts a token as shifted when it is outside the base's top OPEN_SHIFT_TOP_K
+OPEN_SHIFT_TOP_K = 3
+
+
+@dataclass(frozen=True)
+class TopKShift:
+    """A continuation read by the base: how many of its `n_tokens` tokens fall outside the
+    base's top-k next tokens at their prefix."""
+
+    outside: int
+    n_tokens: int
 
 
 class Engine(Protocol):
@@ -86,6 +101,19 @@ class Engine(Protocol):
         """rolling_nll of whole texts plus, on the same windows, the per-token
         KL(base || active variant) summed per text. Computed inside the engine (the base by
         disabling or unmerging the adapter) so no logits are shipped around."""
+        ...
+
+    def base_topk_shift(
+        self,
+        requests: list[tuple[ChatPrompt, str]],
+        *,
+        k: int,
+        progress: Progress | None = None,
+    ) -> list[TopKShift]:
+        """For each (prompt, continuation) the active variant produced: the base, teacher-
+        forced over the chat-formatted prompt and the continuation, counts the continuation
+        tokens outside its top-k at their prefix (open-shift). Engines that cannot compute
+        it declare `open_shift=False` in their capabilities."""
         ...
 
     def probe_logits(self, texts: list[str]) -> list[np.ndarray]:

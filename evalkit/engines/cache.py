@@ -15,7 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from evalkit.engines.base import ChatPrompt, Engine, LogLikelihood, Progress, RollingScore
+from evalkit.engines.base import (
+    ChatPrompt,
+    Engine,
+    LogLikelihood,
+    Progress,
+    RollingScore,
+    TopKShift,
+)
+from evalkit.engines.registry import EngineCapabilities, capabilities_of
 
 T = TypeVar("T")
 
@@ -70,6 +78,11 @@ class CachedEngine:
         self._fp = ""
         self.hits = 0
         self.misses = 0
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        """The wrapped engine's: the cache computes nothing itself."""
+        return capabilities_of(self.inner)
 
     def fingerprint(self, variant: str) -> str:
         return self.inner.fingerprint(variant)
@@ -152,13 +165,35 @@ class CachedEngine:
         self, texts: list[str], *, progress: Progress | None = None
     ) -> list[RollingScore]:
         # The key holds the variant's fingerprint, which includes the base's, so a KL
-        # against another base is never reused.
-        keys = [request_key(self._fp, "rolling_kl", t) for t in texts]
+        # against another base is never reused. "+top1": entries from before the top-1
+        # agreement was counted lack it, so they are not reused.
+        keys = [request_key(self._fp, "rolling_kl+top1", t) for t in texts]
         return self._cached(
             keys,
             lambda idx: self.inner.rolling_kl([texts[i] for i in idx], progress=progress),
-            lambda v: [v.nll, v.n_tokens, v.kl, v.kl_tokens],
-            lambda v: RollingScore(v[0], v[1], v[2], v[3]),
+            lambda v: [v.nll, v.n_tokens, v.kl, v.kl_tokens, v.top1],
+            lambda v: RollingScore(v[0], v[1], v[2], v[3], v[4]),
+            progress,
+        )
+
+    def base_topk_shift(
+        self,
+        requests: list[tuple[ChatPrompt, str]],
+        *,
+        k: int,
+        progress: Progress | None = None,
+    ) -> list[TopKShift]:
+        # the variant's fingerprint holds the base's, which computes the top-k
+        keys = [
+            request_key(self._fp, "base_topk_shift", p.system, p.user, c, k) for p, c in requests
+        ]
+        return self._cached(
+            keys,
+            lambda idx: self.inner.base_topk_shift(
+                [requests[i] for i in idx], k=k, progress=progress
+            ),
+            lambda v: [v.outside, v.n_tokens],
+            lambda v: TopKShift(v[0], v[1]),
             progress,
         )
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
-from evalkit.engines.base import ChatPrompt, Engine, Progress
+from evalkit.engines.base import OPEN_SHIFT_TOP_K, ChatPrompt, Engine, Progress
 from evalkit.engines.records import Record
+from evalkit.engines.registry import capabilities_of
 from evalkit.plan.types import Plan, TaskPlan
 from evalkit.profile import timer
 
@@ -31,6 +32,8 @@ def evaluate(plan: Plan, engine: Engine, progress: ProgressFactory) -> list[Reco
 def _units(task: TaskPlan) -> int:
     # rolling_kl's pass also yields the rolling NLL: one stage, not two
     stages = task.needs - {"rolling"} if "rolling_kl" in task.needs else task.needs
+    if "open_shift" in stages:  # the answers are generated first
+        stages = stages | {"generate"}
     return len(task.examples) * len(stages)
 
 
@@ -40,12 +43,27 @@ def _run_task(
     recs = {ex.id: Record(task.name, ex.id, variant) for ex in task.examples}
     prompts = [ChatPrompt(ex.prompt, task.system) for ex in task.examples]
     with progress(f"{variant} · {task.name}", _units(task)) as advance:
-        if "generate" in task.needs:
+        if "generate" in task.needs or "open_shift" in task.needs:
             outputs = engine.generate(
                 prompts, max_new_tokens=task.max_new_tokens, stop=task.stop, progress=advance
             )
             for ex, out in zip(task.examples, outputs, strict=True):
                 recs[ex.id].output = out
+        if "open_shift" in task.needs:
+            # an engine without it leaves the fields empty: the metric is unscored, saying so
+            if capabilities_of(engine).open_shift:
+                # a spec may name its k (one open-shift metric per task)
+                spec = next(m for m in task.metrics if m.needs == "open_shift")
+                k = int(spec.params.get("k", OPEN_SHIFT_TOP_K))
+                pairs = [
+                    (p, recs[ex.id].output or "")
+                    for p, ex in zip(prompts, task.examples, strict=True)
+                ]
+                shifts = engine.base_topk_shift(pairs, k=k, progress=advance)
+                for ex, sh in zip(task.examples, shifts, strict=True):
+                    recs[ex.id].shift_outside, recs[ex.id].shift_tokens = sh.outside, sh.n_tokens
+            else:
+                advance(len(task.examples))
         if "loglikelihood" in task.needs:
             pairs = [(p, ex.reference or "") for p, ex in zip(prompts, task.examples, strict=True)]
             for ex, ll in zip(
@@ -67,7 +85,7 @@ def _run_task(
             ):
                 rec = recs[ex.id]
                 rec.nll, rec.n_tokens = rs.nll, rs.n_tokens
-                rec.kl, rec.kl_tokens = rs.kl, rs.kl_tokens
+                rec.kl, rec.kl_tokens, rec.top1 = rs.kl, rs.kl_tokens, rs.top1
         elif "rolling" in task.needs:
             texts = [ex.text or "" for ex in task.examples]
             for ex, ll in zip(

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from evalkit.engines.base import LogLikelihood, Progress, RollingScore
+from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
 from evalkit.profile import count
 
 ROLLING_WINDOW = 1024
@@ -45,6 +45,9 @@ class ScoringMixin:
         raise NotImplementedError
 
     def _active_is_base(self) -> bool:
+        raise NotImplementedError
+
+    def _encode_chat(self, prompt: ChatPrompt) -> list[int]:
         raise NotImplementedError
 
     def _score_shared_context(
@@ -142,7 +145,7 @@ class ScoringMixin:
         self, texts: list[str], *, progress: Progress | None = None
     ) -> list[LogLikelihood]:
         seqs, reads, counts, _ = self._rolling_windows(texts)
-        scores, _ = self._score_sequences(seqs, reads, progress, n_keys=len(texts))
+        scores, _, _ = self._score_sequences(seqs, reads, progress, n_keys=len(texts))
         return [LogLikelihood(-scores[t], counts[t]) for t in range(len(texts))]
 
     def rolling_kl(
@@ -150,19 +153,25 @@ class ScoringMixin:
     ) -> list[RollingScore]:
         """Rolling NLL of the active variant and, on the same windows, the summed per-token
         KL(base || variant). The base's logits come from a second forward pass of the same
-        batch inside `_as_base()`, so no logits leave the engine. For the base itself the
-        KL is 0 and no second pass runs."""
+        batch inside `_as_base()`, so no logits leave the engine. The same positions give
+        the top-1 agreement: how many of them the variant's most likely next token is the
+        base's. For the base itself the KL is 0, every position agrees and no second pass
+        runs."""
+        base = self._active_is_base()
         seqs, reads, counts, firsts = self._rolling_windows(texts)
-        scores, kls = self._score_sequences(
+        scores, kls, agree = self._score_sequences(
             seqs,
             reads,
             progress,
             n_keys=len(texts),
-            kl_on=set() if self._active_is_base() else firsts,
+            kl_on=set() if base else firsts,
         )
         kl_tokens = [min(c, KL_TOKENS) for c in counts]
         return [
-            RollingScore(-scores[t], counts[t], kls[t], kl_tokens[t]) for t in range(len(texts))
+            RollingScore(
+                -scores[t], counts[t], kls[t], kl_tokens[t], kl_tokens[t] if base else agree[t]
+            )
+            for t in range(len(texts))
         ]
 
     def _score_sequences(
@@ -172,15 +181,17 @@ class ScoringMixin:
         progress: Progress | None,
         n_keys: int,
         kl_on: set[int] | None = None,
-    ) -> tuple[list[float], list[float]]:
+    ) -> tuple[list[float], list[float], list[int]]:
         """Run each sequence once (batched, right-padded) and sum, per key, the
         log-probabilities of the tokens each read names; for the sequences in `kl_on`, also
         the KL of the base's next-token distribution from the variant's over their first
-        KL_TOKENS positions (the base from a second, shorter pass inside `_as_base()`)."""
+        KL_TOKENS positions (the base from a second, shorter pass inside `_as_base()`) and
+        the count of those positions where both predict the same next token."""
         import torch
 
         total = [0.0] * n_keys
         kl_total = [0.0] * n_keys
+        agree = [0] * n_keys
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         pad = self.tokenizer.pad_token_id
         for idx in self._token_batches(order, [len(x) for x in seqs]):
@@ -213,9 +224,58 @@ class ScoringMixin:
                             base_logp = torch.log_softmax(span, dim=-1)
                             kl = (base_logp.exp() * (base_logp - logp[:n])).sum(-1)
                             kl_total[key] += float(kl.clamp(min=0.0).sum())
+                            # argmax takes the first maximum on a tie, in both alike
+                            same = span.argmax(-1) == logits[row, sl][:n].argmax(-1)
+                            agree[key] += int(same.sum())
             if progress:
                 progress(len(idx))
-        return total, kl_total
+        return total, kl_total, agree
+
+    def base_topk_shift(
+        self,
+        requests: list[tuple[ChatPrompt, str]],
+        *,
+        k: int,
+        progress: Progress | None = None,
+    ) -> list[TopKShift]:
+        """Open-shift: the base, teacher-forced over each chat-formatted prompt and the
+        variant's answer (re-tokenized), counts the answer tokens outside its top-k at
+        their prefix. One forward pass per batch, inside `_as_base()`."""
+        import torch
+
+        ctxs = [self._encode_chat(p) for p, _ in requests]
+        conts = [
+            list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for _, c in requests
+        ]
+        seqs = [c + a for c, a in zip(ctxs, conts, strict=True)]
+        out = [TopKShift(0, len(a)) for a in conts]
+        todo = [i for i in range(len(seqs)) if conts[i]]
+        order = sorted(todo, key=lambda i: -len(seqs[i]))
+        pad = self.tokenizer.pad_token_id
+        for idx in self._token_batches(order, [len(s) for s in seqs]):
+            width = max(len(seqs[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
+                mask[row, : len(seqs[i])] = 1
+            count("forward_tokens", int(mask.sum()))
+            with torch.inference_mode(), self._as_base():
+                logits = self.model(
+                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                ).logits
+            for row, i in enumerate(idx):
+                # positions len(ctx)-1 .. len(seq)-2 predict the answer's tokens
+                span = logits[row, len(ctxs[i]) - 1 : len(seqs[i]) - 1].float()
+                top = span.topk(min(k, span.shape[-1]), dim=-1).indices
+                target = torch.tensor(conts[i], device=top.device).unsqueeze(1)
+                inside = (top == target).any(-1)
+                out[i] = TopKShift(int((~inside).sum()), len(conts[i]))
+            if progress:
+                progress(len(idx))
+        if progress and len(todo) < len(requests):
+            progress(len(requests) - len(todo))
+        return out
 
     def _token_batches(
         self, order: list[int], lengths: list[int], budget: int | None = None

@@ -24,3 +24,9 @@ class Record:
     # KL(base || variant) summed over the text's first kl_tokens tokens (nats); 0 for the base
     kl: float | None = None
     kl_tokens: int | None = None
+    # of those kl_tokens positions, how many the variant's argmax is the base's
+    top1: int | None = None
+    # of the generated answer's tokens, how many fall outside the base's top-k at their
+    # prefix (open-shift), and how many tokens the answer has
+    shift_outside: int | None = None
+    shift_tokens: int | None = None

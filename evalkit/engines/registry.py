@@ -29,6 +29,7 @@ class EngineCapabilities:
     kl: bool = True  # KL(base || variant) on the same windows
     probe_logits: bool = True  # full next-token logits (integrity checks)
     merged: bool = True  # `merged:NAME` variants
+    open_shift: bool = True  # base_topk_shift: the base's top-k over the variant's answers
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ The table maps each variant to what it answers (JSON data, never pickle):
         "outputs": {"<prompt or example id>": "answer", ...},
         "default_output": "",                        # optional; else a missing prompt is an error
         "loglikelihoods": {"<prompt or id>": {"<continuation>": [logprob, n_tokens]}},
-        "rolling": {"<text or id>": [nll, n_tokens, kl, kl_tokens]},
+        "rolling": {"<text or id>": [nll, n_tokens, kl, kl_tokens, top1?]},
+        "shifts": {"<prompt or id>": [outside, n_tokens]},  # optional: base_topk_shift
         "logits": [[...], ...]                       # optional: probe_logits for every text
      },
      "NAME": {...}}
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore
+from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
 from evalkit.engines.registry import EngineCapabilities, EngineRequest, register_engine
 from evalkit.errors import InputError
 
@@ -56,7 +57,10 @@ class ScriptedEngine:
             raise InputError("a scripted engine's table needs a 'base' entry")
         self.table = {v: dict(entry) for v, entry in table.items()}
         has_logits = all("logits" in e for e in self.table.values())
-        self.capabilities = capabilities or EngineCapabilities(probe_logits=has_logits)
+        has_shifts = all("shifts" in e for e in self.table.values())
+        self.capabilities = capabilities or EngineCapabilities(
+            probe_logits=has_logits, open_shift=has_shifts
+        )
         self.device = _Device()
         self.active = "base"
         self.calls: list[tuple[str, str, int]] = []  # (variant, request kind, n), for tests
@@ -71,7 +75,7 @@ class ScriptedEngine:
         resolved: dict[str, dict[str, Any]] = {}
         for variant, entry in table.items():
             out = dict(entry)
-            for part in ("outputs", "loglikelihoods", "rolling"):
+            for part in ("outputs", "loglikelihoods", "rolling", "shifts"):
                 if part in entry:
                     out[part] = {keys.get(k, k): v for k, v in entry[part].items()}
             resolved[variant] = out
@@ -149,6 +153,27 @@ class ScriptedEngine:
         self._done("rolling_kl", len(texts), progress)
         return scores
 
+    def base_topk_shift(
+        self,
+        requests: list[tuple[ChatPrompt, str]],
+        *,
+        k: int,
+        progress: Progress | None = None,
+    ) -> list[TopKShift]:
+        """The table's [outside, n_tokens] per prompt (whatever k is: the table plays the
+        base's top-k)."""
+        if "shifts" not in self._entry(self.active):
+            raise NotImplementedError("this scripted table has no shifts (capability off)")
+        table = self._entry(self.active)["shifts"]
+        out = []
+        for prompt, _ in requests:
+            if prompt.user not in table:
+                raise KeyError(f"scripted variant {self.active} has no shift for {prompt.user!r}")
+            outside, n = table[prompt.user]
+            out.append(TopKShift(int(outside), int(n)))
+        self._done("base_topk_shift", len(requests), progress)
+        return out
+
     def probe_logits(self, texts: list[str]) -> list[np.ndarray]:
         import numpy as np
 
@@ -172,10 +197,12 @@ class ScriptedEngine:
         for t in texts:
             if t not in table:
                 raise KeyError(f"scripted variant {self.active} has no rolling NLL for {t!r}")
-            nll, n, kl, kl_n = table[t]
+            nll, n, kl, kl_n, *rest = table[t]
+            # top1: positions agreeing with the base's argmax (optional; all for the base)
+            top1 = int(rest[0]) if rest and rest[0] is not None else None
             if self.active == "base":
-                kl = 0.0
-            out.append(RollingScore(float(nll), int(n), float(kl), int(kl_n)))
+                kl, top1 = 0.0, int(kl_n)
+            out.append(RollingScore(float(nll), int(n), float(kl), int(kl_n), top1))
         return out
 
     def _done(self, kind: str, n: int, progress: Progress | None) -> None:
@@ -209,7 +236,7 @@ def _factory(request: EngineRequest) -> ScriptedEngine:
 register_engine(
     "scripted",
     _factory,
-    # what the table can hold; probe logits only when the table gives them
-    EngineCapabilities(probe_logits=False),
+    # what the table can hold; probe logits and open-shift only when the table gives them
+    EngineCapabilities(probe_logits=False, open_shift=False),
     "deterministic answers from a table (tests, dry runs); no model",
 )

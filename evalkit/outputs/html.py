@@ -113,6 +113,27 @@ def _forgetting(doc: Results, meta: Mapping[tuple[str, str], Row]) -> list[Row]:
     return rows
 
 
+_DIAGNOSIS_WORDS = {
+    "knowledge_loss": "knowledge loss",
+    "format_drift": "format drift",
+    "unclear": "format or knowledge (unclear)",
+}
+
+
+def _diagnoses(doc: Results) -> list[Row]:
+    """One line per variant diagnosed with knowledge loss, format drift or unclear."""
+    return [
+        {
+            "variant": v.name,
+            "kind": v.diagnosis.kind,
+            "word": _DIAGNOSIS_WORDS[v.diagnosis.kind],
+            "summary": v.diagnosis.summary,
+        }
+        for v in doc.variants
+        if v.diagnosis is not None and v.diagnosis.kind in _DIAGNOSIS_WORDS
+    ]
+
+
 def _integrity(doc: Results) -> list[Row]:
     return [
         {
@@ -303,6 +324,7 @@ def build_view(
         "gates_warned": sum(g["status"] in ("warned", "inconclusive") for g in gates),
         "forgetting": forgetting,
         "flagged": [r["variant"] for r in forgetting if r["flagged"]],
+        "diagnoses": _diagnoses(doc),
         "integrity": integrity,
         "integrity_failed": sum(not c["passed"] for c in integrity),
         "glance": _glance(doc, base),

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from evalkit.decide.diagnosis import Diagnosis, as_jsonable
 from evalkit.decide.gates import Decision
 from evalkit.decide.integrity import IntegrityResult
 from evalkit.decide.verdicts import Comparison
@@ -22,7 +24,12 @@ from evalkit.scoring.metrics import MetricSpec, unit_of
 from evalkit.scoring.score import Scores
 
 
-def _variant_entry(name: str, adapters: dict[str, str], fingerprints: dict[str, str]) -> dict:
+def _variant_entry(
+    name: str,
+    adapters: dict[str, str],
+    fingerprints: dict[str, str],
+    diagnosis: dict[str, Any] | None = None,
+) -> dict:
     if name == "base":
         return {
             "name": name,
@@ -37,6 +44,7 @@ def _variant_entry(name: str, adapters: dict[str, str], fingerprints: dict[str, 
         "adapter": adapter,
         "path": adapters.get(adapter),
         "fingerprint": fingerprints.get(name),
+        **({"diagnosis": diagnosis} if diagnosis is not None else {}),
     }
 
 
@@ -135,10 +143,14 @@ def build_results(
     integrity: list[IntegrityResult],
     exit_code: int,
     warnings: list[str],
+    diagnoses: Mapping[str, Diagnosis] | None = None,
 ) -> dict[str, Any]:
+    """`diagnoses`: format drift vs knowledge loss per variant (evalkit.decide.diagnosis),
+    written as each variant's optional `diagnosis`."""
     from evalkit import __version__
 
     by_key = {(r.task, r.example_id, r.variant): r for r in records}
+    diagnosed = as_jsonable(dict(diagnoses or {}))
     metrics_rows = []
     for task in plan.tasks:
         for m in task.metrics:
@@ -181,7 +193,9 @@ def build_results(
         # the settings the comparisons were computed with, so that a reader prints the
         # interval level that was used and `compare` can redo them alike
         "stats": dataclasses.asdict(plan.stats),
-        "variants": [_variant_entry(v, adapters, fingerprints) for v in plan.variants],
+        "variants": [
+            _variant_entry(v, adapters, fingerprints, diagnosed.get(v)) for v in plan.variants
+        ],
         "tasks": [
             {
                 "name": t.name,

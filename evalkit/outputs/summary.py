@@ -108,6 +108,16 @@ def _forgetting(results: Mapping[str, Any], meta: Mapping[tuple[str, str], Any])
     return [*lines, ""]
 
 
+def _diagnoses(results: Mapping[str, Any]) -> list[str]:
+    """One line per variant diagnosed with knowledge loss, format drift or unclear."""
+    lines = []
+    for v in results.get("variants") or []:
+        d = v.get("diagnosis") or {}
+        if d.get("kind") in ("knowledge_loss", "format_drift", "unclear"):
+            lines.append(f"- 🔎 {md(v.get('name'))}: {md(d.get('summary'))}")
+    return ["## Format drift or knowledge loss", "", *lines, ""] if lines else []
+
+
 def _integrity(results: Mapping[str, Any]) -> list[str]:
     checks = results.get("integrity") or []
     failed = [c for c in checks if not c.get("passed")]
@@ -240,7 +250,8 @@ def render_summary(results: Mapping[str, Any], max_bytes: int = 1_000_000) -> st
     """summary.md text, at most ``max_bytes`` bytes of UTF-8."""
     results = f.to_jsonable(results)
     meta = f.metric_meta(results)
-    head = _header(results) + _gates(results) + _forgetting(results, meta) + _integrity(results)
+    head = _header(results) + _gates(results) + _forgetting(results, meta) + _diagnoses(results)
+    head += _integrity(results)
     warnings = [f"- {md(w)}" for w in results.get("warnings") or []]
     tail = ["## Warnings", "", *warnings, ""] if warnings else []
     core = "\n".join(head) + "\n"

@@ -101,6 +101,7 @@ class MultipleChoiceProbe(_ProbeBase):
 
 class OpenAnswerMargins(_Strict):
     acc: Margin = 0.05
+    open_shift: Margin = Field(default=0.10, description="a share of answer tokens")
 
 
 class OpenAnswerProbe(_ProbeBase):
@@ -125,6 +126,7 @@ class ProseMargins(_Strict):
     perplexity: Margin = Field(default=0.10, description="a perplexity ratio")
     bits_per_byte: Margin = Field(default=0.03, description="bits per byte")
     kl_from_base: Margin = Field(default=0.15, description="nats per token")
+    top1_agreement: Margin = Field(default=0.17, description="a share of positions")
 
 
 class ProseProbe(_ProbeBase):

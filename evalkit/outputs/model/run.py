@@ -74,6 +74,27 @@ class Training(Part):
     )
 
 
+class DiagnosisEvidence(Part):
+    """One comparison behind a diagnosis: its role, verdict and figures as text."""
+
+    role: Literal["knowledge", "format", "context"]
+    task: str
+    metric: str
+    verdict: str
+    figure: str = Field(description='Delta, interval and margin, e.g. "-12.5 points [...]".')
+
+
+class Diagnosis(Part):
+    """Format drift vs knowledge loss (evalkit.decide.diagnosis): knowledge_loss (a
+    multiple-choice or prose perplexity probe regressed), format_drift (open answers or
+    open-shift regressed while those stayed equivalent), unclear (format regressed but a
+    knowledge probe is inconclusive) or none."""
+
+    kind: Literal["knowledge_loss", "format_drift", "unclear", "none"]
+    summary: str
+    evidence: list[DiagnosisEvidence] = Field(default_factory=list)
+
+
 class Variant(Part):
     name: str = Field(min_length=1)
     kind: Literal["base", "adapter", "merged"]
@@ -81,6 +102,9 @@ class Variant(Part):
     path: str | None = None
     fingerprint: str | None = None
     training: Training | None = None
+    diagnosis: Diagnosis | None = Field(
+        None, description="Absent for the base and for runs without knowledge probes."
+    )
 
 
 class SweepPoint(Part):

@@ -19,6 +19,7 @@ perplexity ratio, bits per byte, nats per token, a share of n-grams.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from evalkit.plan.probes.registry import (
     register_probe,
     register_probe_group,
 )
+from evalkit.scoring.metrics.drift import top1_margin_for_kl
 from evalkit.suite.yaml_lines import Loc
 
 
@@ -90,9 +92,11 @@ def _probe(
     decl: tuple[Any, ProbeKind],
     metrics: dict[str, str],
     own: dict[str, str] | None = None,
+    scaled: dict[str, Callable[[float], float]] | None = None,
 ) -> None:
     """Register probe `name`: `metrics` (kind metric -> name in the task) at the probe's
-    margin, its default the file's margin for the first; `own` at the file's margins."""
+    margin, its default the file's margin for the first; `own` at the file's margins;
+    `scaled` (kind metric -> margin from the probe's) at the probe's margin in its unit."""
     cfg, kind = decl
 
     def specs(margin: float) -> list[Any]:
@@ -100,6 +104,7 @@ def _probe(
         for key, as_name in (own or {}).items():
             m = kind.metric(key)
             out.append(m.spec(cfg.margin_for(key, m.default_margin), as_name))
+        out += [kind.metric(key).spec(fn(margin)) for key, fn in (scaled or {}).items()]
         return out
 
     first = next(iter(metrics))
@@ -113,10 +118,16 @@ _prose = declared_group("prose-perplexity.yaml", PROSE)
 _open_ended = declared_group("open-ended.yaml", OPEN_ENDED)
 
 _probe("knowledge-mc", _mc, {"acc": "accuracy"})
-_probe("knowledge-open", _open, {"acc": "accuracy"})
+_probe("knowledge-open", _open, {"acc": "accuracy"}, own={"open_shift": "open_shift"})
 _probe("prose-perplexity", _prose, {"perplexity": "perplexity"})
 _probe("prose-bpb", _prose, {"bits_per_byte": "bits_per_byte"})
-_probe("prose-kl", _prose, {"kl_from_base": "kl_from_base"})
+# top-1 agreement comes from the KL's passes; the probe's one margin governs both
+_probe(
+    "prose-kl",
+    _prose,
+    {"kl_from_base": "kl_from_base"},
+    scaled={"top1_agreement": top1_margin_for_kl},
+)
 # length keeps its own margin (a ratio): the probe's margin is a share of n-grams
 _probe(
     "open-ended",

@@ -64,5 +64,13 @@ def _examples(cfg: OpenAnswerProbe, source: ProbeSource, loc: Loc) -> list[Examp
 
 
 OPEN_ANSWER = register_kind(
-    ProbeKind("open_answer", (KindMetric("acc", "accepted_match", 0.05),), _examples)
+    ProbeKind(
+        "open_answer",
+        (
+            KindMetric("acc", "accepted_match", 0.05),
+            # answer tokens outside the base's top-3 (format drift; evalkit.decide.diagnosis)
+            KindMetric("open_shift", "open_shift", 0.10),
+        ),
+        _examples,
+    )
 )

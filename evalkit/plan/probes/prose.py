@@ -94,6 +94,8 @@ PROSE = register_kind(
             KindMetric("perplexity", "rolling_perplexity", 0.10),
             KindMetric("bits_per_byte", "bits_per_byte", 0.03),
             KindMetric("kl_from_base", "kl_from_base", 0.15),
+            # same passes as the KL; the default matches the KL's (evalkit.scoring.metrics.drift)
+            KindMetric("top1_agreement", "top1_agreement", 0.17),
         ),
         _examples,
     )

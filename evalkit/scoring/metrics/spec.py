@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# rolling_kl: a rolling NLL plus the KL of the base from the variant on the same windows
-Needs = Literal["generate", "loglikelihood", "choice", "rolling", "rolling_kl"]
+# rolling_kl: a rolling NLL plus the KL of the base from the variant on the same windows;
+# open_shift: a generated answer, then the base teacher-forced over it (implies generate)
+Needs = Literal["generate", "loglikelihood", "choice", "rolling", "rolling_kl", "open_shift"]
 Direction = Literal["higher", "lower", "none"]
 
 # The unit a metric's task-level value is in. Outputs show "fraction" as a percentage
