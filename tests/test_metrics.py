@@ -116,7 +116,10 @@ def test_prose_probes_share_one_task_and_score_bits_per_byte_and_kl() -> None:
     tasks = builtin_probes(["prose-perplexity", "prose-kl", "prose-bpb", "open-overlap"], {})
     assert [t.name for t in tasks] == ["prose-perplexity", "open-ended"]
     prose = {m.name: m for m in tasks[0].metrics}
-    assert set(prose) == {"perplexity", "bits_per_byte", "kl_from_base"}
+    assert set(prose) == {"perplexity", "bits_per_byte", "kl_from_base", "top1_agreement"}
+    # top-1 agreement takes the KL probe's margin in its own terms (0.15 nats -> 17 points)
+    assert prose["top1_agreement"].margin == 0.17
+    assert builtin_probes(["prose-kl"], {"prose-kl": 0.25})[0].metrics[1].margin == 0.22
     assert tasks[0].needs == {"rolling", "rolling_kl"}
     assert [m.name for m in tasks[1].metrics] == ["cross_answer_overlap"]
     ex = Example("d", text="héllo wörld")  # 13 UTF-8 bytes
@@ -128,3 +131,11 @@ def test_prose_probes_share_one_task_and_score_bits_per_byte_and_kl() -> None:
     assert score_one(prose["kl_from_base"], ex, rec) == (0.8, 3.0, None)
     value, weight, reason = score_one(prose["kl_from_base"], ex, Record("p", "d", "a"))
     assert math.isnan(value) and reason == "empty text"
+    # top-1 agreement: agreeing positions over the KL's positions; unscored without a count
+    assert score_one(prose["top1_agreement"], ex, rec) == (
+        pytest.approx(math.nan, nan_ok=True),
+        0.0,
+        "no top-1 agreement computed",
+    )
+    rec.top1 = 2
+    assert score_one(prose["top1_agreement"], ex, rec) == (2.0, 3.0, None)

@@ -106,7 +106,7 @@ def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> N
         "open-ended": 4,
     }
     # every metric for every variant, and a comparison per non-base variant
-    n_metrics = 3 + 1 + 1 + 1 + 3
+    n_metrics = 3 + 1 + 2 + 1 + 3  # knowledge-open: accuracy and open_shift
     assert len(results["metrics"]) == n_metrics * 3
     assert len(results["comparisons"]) == n_metrics * 2
     ppl = {r["variant"]: r["value"] for r in results["metrics"] if r["task"] == "prose-perplexity"}
@@ -117,6 +117,17 @@ def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> N
         ("adapter_applied", "a1"): True,
         ("merge_agrees", "merged:a1"): True,
     }
+    # format drift vs knowledge loss: a diagnosis for each adapter variant, with figures
+    diagnoses = {v["name"]: v.get("diagnosis") for v in results["variants"]}
+    assert diagnoses["base"] is None
+    for v in ("a1", "merged:a1"):
+        assert diagnoses[v]["kind"] in ("knowledge_loss", "format_drift", "unclear", "none")
+        roles = {(e["role"], e["metric"]) for e in diagnoses[v]["evidence"]}
+        assert ("format", "open_shift") in roles and ("knowledge", "perplexity") in roles
+    shift = [r for r in results["metrics"] if r["metric"] == "open_shift"]
+    by_variant = {r["variant"]: r["value"] for r in shift}
+    # the tiny base answers nothing (no token to shift: unscored); the adapter's answers move
+    assert by_variant["base"] is None and 0.0 < by_variant["a1"] <= 1.0 and by_variant["merged:a1"] == by_variant["a1"]
     # records: one per example × variant × task
     lines = (out / "records.jsonl").read_text().splitlines()
     assert len(lines) == 5 * 4 * 3

@@ -23,7 +23,7 @@ from evalkit.decide.verdicts import compare
 from evalkit.engines.evaluate import evaluate
 from evalkit.engines.registry import EngineCapabilities
 from evalkit.engines.scripted import ScriptedEngine
-from evalkit.outputs.html import build_view
+from evalkit.outputs.html import build_view, render_html
 from evalkit.outputs.model import Results
 from evalkit.outputs.summary import render_summary
 from evalkit.plan.types import Example, Plan, TaskPlan
@@ -214,6 +214,10 @@ def test_diagnosis_in_results_report_and_summary(run: dict[str, Any]) -> None:
     lines = {d["variant"]: d["summary"] for d in view["diagnoses"]}
     assert set(lines) == {"lost", "format", "vague"}  # one line per flagged variant
     assert lines["format"].startswith("format drift: open accuracy -66.7 points")
+    page = render_html(results)
+    verdict = page[page.index('<section id="verdict">') : page.index("</section>")]
+    assert "<b>format</b>: format drift: open accuracy -66.7 points" in verdict
+    assert "<b>same</b>" not in verdict and "q4_K_M 91.9%" in verdict
     summary = render_summary(results)
     diag_lines = [line for line in summary.splitlines() if line.startswith("- 🔎")]
     assert len(diag_lines) == 3

@@ -31,12 +31,12 @@ def test_groups_share_one_task_in_registration_order() -> None:
     tasks = probes.builtin_probes(["open-overlap", "prose-kl", "knowledge-mc", "prose-bpb"], {})
     assert [(t.name, [m.name for m in t.metrics]) for t in tasks] == [
         ("knowledge-mc", ["accuracy"]),
-        ("prose-perplexity", ["bits_per_byte", "kl_from_base"]),
+        ("prose-perplexity", ["bits_per_byte", "kl_from_base", "top1_agreement"]),
         ("open-ended", ["cross_answer_overlap"]),
     ]
     prose = tasks[1]
-    assert [m.margin for m in prose.metrics] == [0.03, 0.15]
-    assert [m.unit for m in prose.metrics] == ["bits_per_byte", "nats_per_token"]
+    assert [m.margin for m in prose.metrics] == [0.03, 0.15, 0.17]
+    assert [m.unit for m in prose.metrics] == ["bits_per_byte", "nats_per_token", "fraction"]
     assert len(prose.examples) == len(list((probes.probe_data_dir() / "prose").glob("*.txt")))
     # a margin override applies to its probe's metrics only; length keeps its own
     (open_task,) = probes.builtin_probes(["open-ended"], {"open-ended": 0.2})
@@ -71,7 +71,7 @@ def test_a_probe_joins_its_declared_group_whatever_its_name(
     )
     tasks = reg.build_probes(["sums-open", "prose-length", "prose-kl"], {})
     assert [(t.name, [m.name for m in t.metrics]) for t in tasks] == [
-        ("prose-perplexity", ["kl_from_base"]),
+        ("prose-perplexity", ["kl_from_base", "top1_agreement"]),
         ("open-ended", ["words"]),
         ("arith", ["accuracy"]),
     ]

@@ -58,7 +58,7 @@ def _open_shift(spec: MetricSpec, ex: Example, rec: Record) -> Scored:
         return math.nan, 1.0, "no output"
     if rec.shift_tokens is None or rec.shift_outside is None:
         return math.nan, 0.0, NO_SHIFT
-    if not rec.shift_tokens:
+    if not rec.shift_tokens:  # no token to shift, and the statistics need a weight
         return math.nan, 0.0, "empty answer"
     return float(rec.shift_outside), float(rec.shift_tokens), None
 
