@@ -119,7 +119,7 @@ def test_samples_aggregate_to_the_reported_metrics(run_dir: Path, results: dict)
 def test_metrics_comparisons_and_gates(run_dir: Path, results: dict[str, Any]) -> None:
     run = evalkit.load_run(run_dir)
     m = run.metrics
-    assert len(m) == len(results["metrics"]) == 9 * 3
+    assert len(m) == len(results["metrics"]) == 10 * 3  # knowledge-open: acc and open_shift
     assert m["n"].dtype == np.int64 and m["value"].dtype == np.float64
     first = results["metrics"][0]
     row = m.iloc[0]
@@ -133,7 +133,7 @@ def test_metrics_comparisons_and_gates(run_dir: Path, results: dict[str, Any]) -
     matrix = m.pivot_table(
         index=["task", "metric"], columns="variant", values="value", observed=True
     )
-    assert matrix.shape == (9, 3) and list(matrix.columns) == ["base", "a1", "merged:a1"]
+    assert matrix.shape == (10, 3) and list(matrix.columns) == ["base", "a1", "merged:a1"]
     assert matrix.loc[("qa", "reference_perplexity"), "a1"] == pytest.approx(
         next(
             r["value"]
@@ -146,7 +146,7 @@ def test_metrics_comparisons_and_gates(run_dir: Path, results: dict[str, Any]) -
     assert (ppl["margin"] == 0.1).all() and (ppl["delta_kind"] == "ratio").all()
 
     c = run.comparisons
-    assert len(c) == len(results["comparisons"]) == 9 * 2
+    assert len(c) == len(results["comparisons"]) == 10 * 2
     assert c["verdict"].dtype == "category" and c["n"].dtype == np.int64
     for col in ("delta", "ci_low", "ci_high", "p_value", "p_adjusted", "mde"):
         assert c[col].dtype == np.float64

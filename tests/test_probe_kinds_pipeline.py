@@ -114,9 +114,11 @@ def test_user_probes_run_end_to_end(suite_path: Path) -> None:
         ("house-mc", "acc"),
         ("house-mc", "acc_norm"),
         ("house-facts", "acc"),
+        ("house-facts", "open_shift"),
         ("house-docs", "perplexity"),
         ("house-docs", "bits_per_byte"),
         ("house-docs", "kl_from_base"),
+        ("house-docs", "top1_agreement"),
     }
     comparisons = {(c["task"], c["metric"]): c for c in results["comparisons"]}
     assert set(comparisons) == names  # one comparison each against the base

@@ -7,8 +7,8 @@ trained format, has drifted in *format*; one whose multiple-choice accuracy or p
 regressed has lost *knowledge*. The probe metrics are read by kind, so a suite's own
 multiple-choice, open-answer and prose probes count as the built-in ones do:
 
-- knowledge: `choice_accuracy` (multiple choice), `rolling_perplexity` and `bits_per_byte`
-  (prose);
+- knowledge: `choice_accuracy` and `choice_accuracy_norm` (multiple choice),
+  `rolling_perplexity` and `bits_per_byte` (prose);
 - format: `accepted_match` (open answers) and `open_shift` (answer tokens outside the
   base's top-k);
 - context, not deciding: `top1_agreement` and `kl_from_base` (how far general prose moved),
@@ -34,7 +34,7 @@ from evalkit.plan.types import Plan
 from evalkit.scoring.metrics import unit_of
 from evalkit.scoring.metrics.drift import QUANTIZATION_ANCHORS
 
-KNOWLEDGE_KINDS = ("choice_accuracy", "rolling_perplexity", "bits_per_byte")
+KNOWLEDGE_KINDS = ("choice_accuracy", "choice_accuracy_norm", "rolling_perplexity", "bits_per_byte")
 FORMAT_KINDS = ("accepted_match", "open_shift")
 CONTEXT_KINDS = ("top1_agreement", "kl_from_base")
 

@@ -155,7 +155,7 @@ def test_open_answer_accepted_as_list_or_one_string(tmp_path: Path) -> None:
     )
     (task,) = plan.tasks
     assert task.max_new_tokens == 12
-    assert [m.name for m in task.metrics] == ["acc"] and task.metrics[0].margin == 0.05
+    assert [(m.name, m.margin) for m in task.metrics] == [("acc", 0.05), ("open_shift", 0.10)]
     assert [ex.accepted for ex in task.examples] == [
         ("Mars",),
         ("honey",),
@@ -197,6 +197,7 @@ def test_prose_from_a_folder_of_txt_files(tmp_path: Path) -> None:
         ("perplexity", 0.15),
         ("bits_per_byte", 0.03),  # not written: the kind's default
         ("kl_from_base", 0.25),
+        ("top1_agreement", 0.17),  # not written: the kind's default
     ]
     rolling = {"a-garden": [14.0, 7, 0.0, 7], "b-harbour": [30.0, 10, 0.0, 10]}
     moved = {"a-garden": [21.0, 7, 1.4, 7], "b-harbour": [30.0, 10, 0.5, 10]}
