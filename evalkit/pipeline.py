@@ -112,22 +112,33 @@ def run_suite(
     with timer("adapters"):
         declared = resolve_adapters(suite, needed, progress=progress)
     adapter_paths = declared.paths
+    kind = cfg.engine.kind
+    request = EngineRequest(
+        cfg.base.model,
+        adapter_paths,
+        dtype=cfg.base.dtype,
+        device=cfg.base.device,
+        load_in_4bit=cfg.base.load_in_4bit,
+        batch_size=cfg.settings.batch_size,
+        relative_to=suite.root,
+        options=cfg.engine.model_dump(),
+    )
     with timer("load"), progress("loading model", 1) as advance:
-        engine: Any = create_engine(
-            "hf",
-            EngineRequest(
-                cfg.base.model,
-                adapter_paths,
-                dtype=cfg.base.dtype,
-                device=cfg.base.device,
-                load_in_4bit=cfg.base.load_in_4bit,
-                batch_size=cfg.settings.batch_size,
-                relative_to=suite.root,
-            ),
-        )
+        engine: Any = create_engine(kind, request)
+        # a served engine is checked against transformers + peft here (decide/served.py):
+        # the integrity checks run on that reference, and engine_parity compares the two
+        reference = engine if kind == "hf" else create_engine("hf", request)
         advance(1)
+    engine_meta = None
     with timer("integrity"):
-        integrity = run_checks(engine, plan, adapter_paths)
+        integrity = run_checks(reference, plan, adapter_paths)
+        if kind != "hf":
+            from evalkit.decide.served import served_checks
+            from evalkit.plan.probes import probe_data_dir
+
+            knowledge = probe_data_dir() / "knowledge.jsonl"
+            parity, engine_meta = served_checks(engine, reference, plan, cfg.engine, knowledge)
+            integrity += parity
     for r in integrity:
         if not r.passed:
             log.error("integrity check %s failed for %s: %s", r.check, r.variant, r.detail)
@@ -192,6 +203,8 @@ def run_suite(
         warnings=warnings,
         diagnoses=diagnoses,
     )
+    if engine_meta is not None:
+        results["engine"] = engine_meta
     attach_judgments(results, judged)
     declared.annotate(results)  # per-variant `training`, the `sweep`, QLoRA drift warnings
     results["fingerprints"] = fps

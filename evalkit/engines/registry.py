@@ -61,6 +61,7 @@ _ENGINES: dict[str, EngineKind] = {}
 # Modules that register the built-in kinds, imported on first lookup.
 BUILTIN_ENGINE_MODULES: dict[str, str] = {
     "hf": "evalkit.engines.hf",
+    "openai": "evalkit.engines.openai_engine",
     "scripted": "evalkit.engines.scripted",
 }
 

@@ -1,0 +1,69 @@
+"""A real llama.cpp server (llama-cpp-python's) on a loopback port for the served-engine
+tests, serving the default model's GGUF under several names from one config file.
+
+It is started through a two-line shim that turns off llama.cpp's extra (repacked, AMX)
+weight buffers: on these machines the CPU reports AMX, and the repacked kernels crash the
+server with a general protection fault on the first request (seen with 0.3.36)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from evalkit.scoring.judges.local_server import _stop, _wait_ready, free_port, resolve_gguf
+
+SHIM = (
+    "import runpy, sys, llama_cpp, llama_cpp.llama as L\n"
+    "orig = llama_cpp.llama_model_default_params\n"
+    "def params():\n"
+    "    p = orig(); p.use_extra_bufts = False; return p\n"
+    "L.llama_cpp.llama_model_default_params = params\n"
+    "sys.argv = ['llama_cpp.server', *sys.argv[1:]]\n"
+    "runpy.run_module('llama_cpp.server', run_name='__main__')\n"
+)
+
+
+@contextmanager
+def llama_models(
+    aliases: list[str], *, port: int | None = None, n_ctx: int = 1024
+) -> Iterator[str]:
+    """Serve the default GGUF as each alias; yield the /v1 base URL; stop it after."""
+    gguf = str(resolve_gguf("builtin:smollm2-135m-instruct"))
+    port = port or free_port()
+    work = Path(tempfile.mkdtemp(prefix="evalkit-served-"))
+    config = {
+        "host": "127.0.0.1",
+        "port": port,
+        "models": [
+            {
+                "model": gguf,
+                "model_alias": a,
+                "n_ctx": n_ctx,
+                "n_threads": 1,
+                "n_threads_batch": 1,
+                "logits_all": True,
+                "verbose": False,
+            }
+            for a in aliases
+        ],
+    }
+    (work / "config.json").write_text(json.dumps(config))
+    logf = (work / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SHIM, "--config_file", str(work / "config.json")],
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        _wait_ready(proc, url, 120.0, work / "server.log")
+        yield url
+    finally:
+        _stop(proc)
+        logf.close()
