@@ -8,11 +8,14 @@ server with a general protection fault on the first request (seen with 0.3.36)."
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.scoring.judges.local_server import _stop, _wait_ready, free_port, resolve_gguf
@@ -28,11 +31,23 @@ SHIM = (
 )
 
 
+@dataclass
+class Served:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def kill(self) -> None:
+        """The server dies as a crash would take it: SIGKILL, no shutdown."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
 @contextmanager
 def llama_models(
     aliases: list[str], *, port: int | None = None, n_ctx: int = 1024
-) -> Iterator[str]:
-    """Serve the default GGUF as each alias; yield the /v1 base URL; stop it after."""
+) -> Iterator[Served]:
+    """Serve the default GGUF as each alias; yield it (its /v1 base URL and process); stop
+    it after."""
     gguf = str(resolve_gguf("builtin:smollm2-135m-instruct"))
     port = port or free_port()
     work = Path(tempfile.mkdtemp(prefix="evalkit-served-"))
@@ -63,7 +78,7 @@ def llama_models(
     url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait_ready(proc, url, 120.0, work / "server.log")
-        yield url
+        yield Served(url, proc)
     finally:
         _stop(proc)
         logf.close()

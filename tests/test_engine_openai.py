@@ -33,8 +33,8 @@ ADAPTER = REPO / "suites" / "adapters" / "legal-r16"
 
 @pytest.fixture(scope="module")
 def server() -> object:
-    with llama_models(["smollm2", "legal-r16"]) as url:
-        yield url
+    with llama_models(["smollm2", "legal-r16"]) as served:
+        yield served.url
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,20 @@ def test_rolling_refuses_what_a_shifted_top_k_does_not_cover(server: str) -> Non
         eng.rolling_nll(["The river rose after three days of rain, and the village moved."])
 
 
-def _suite(d: Path, url: str, *, variants: str) -> Path:
+QA2 = """  - name: qa2
+    data: {path: qa.jsonl}
+    id: id
+    prompt: "Answer briefly. {{ q }}"
+    reference: "{{ a }}"
+    generation: {max_new_tokens: 8}
+    metrics:
+      - type: contains
+        value: "a"
+      - type: reference_perplexity
+"""
+
+
+def _suite(d: Path, url: str, *, variants: str, second_task: bool = False) -> Path:
     write_jsonl(
         d / "qa.jsonl",
         [
@@ -151,6 +164,7 @@ engine:
   base_url: {url}
   models: {{base: smollm2, legal-r16: legal-r16}}
   top_logprobs: 200
+  max_retries: 1
   extra_body: {{repeat_penalty: 1.0}}
   parity: {{texts: 12}}
 tasks:
@@ -164,7 +178,7 @@ tasks:
       - type: contains
         value: "a"
       - type: reference_perplexity
-probes:
+{QA2 if second_task else ""}probes:
   builtin: false
 settings:
   bootstrap_resamples: 200
@@ -204,3 +218,34 @@ def test_parity_catches_an_engine_that_drops_the_adapter(
     figs = out.results["engine"]["parity"]["variants"]
     # the control: the base, served as itself, passes
     assert figs["base"]["mean_abs"] < 0.1 < figs["legal-r16"]["mean_abs"]
+
+
+def test_server_killed_mid_run_keeps_finished_work_and_a_rerun_does_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from evalkit.engines.openai_client import EngineServerError
+    from evalkit.pipeline import run_suite
+    from evalkit.scoring.judges.local_server import free_port
+
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    port = free_port()
+    with llama_models(["smollm2"], port=port) as served:
+        path = _suite(tmp_path, served.url, variants="[base]", second_task=True)
+
+        @contextmanager
+        def killing(description: str, total: int) -> Iterator[object]:
+            if description == "base · qa2":  # qa finished and is in the cache
+                served.kill()
+            yield lambda n: None
+
+        with pytest.raises(EngineServerError) as err:
+            run_suite(path, output_dir=tmp_path / "out", progress=killing)
+        assert err.value.exit_code == 3 and "did not answer" in err.value.message
+    with llama_models(["smollm2"], port=port):
+        out = run_suite(path, output_dir=tmp_path / "out")
+    assert out.exit_code == 0
+    # qa's 3 generations + 3 log-likelihoods come from the cache; only qa2 is computed
+    assert out.results["run"]["cache"] == {"reused": 6, "computed": 6}
