@@ -84,7 +84,9 @@ class Forgetting(Part):
 
 
 class Integrity(Part):
-    check: Literal["adapter_applied", "merge_agrees", "base_matches", "tokenizer_matches"]
+    check: Literal[
+        "adapter_applied", "merge_agrees", "base_matches", "tokenizer_matches", "engine_parity"
+    ]
     variant: str
     passed: bool
     value: Number | None
