@@ -111,7 +111,10 @@ def test_parity_reads_the_shift_and_passes_the_base(server: str, hf: object) -> 
     from evalkit.suite.config import ParityConfig
 
     eng = _engine(server, prompt_logprobs="auto")
-    results, figures = check_parity(eng, hf, ["base"], ParityConfig(texts=12))
+    from evalkit.plan.probes import probe_data_dir
+
+    knowledge = probe_data_dir() / "knowledge.jsonl"
+    results, figures = check_parity(eng, hf, ["base"], ParityConfig(texts=12), knowledge)
     assert eng.alignment == "shifted"  # llama-cpp-python 0.3.36
     f = figures[0]
     assert f.readings["aligned"] > 3.0 > 0.1 > f.readings["shifted"]

@@ -23,7 +23,9 @@ ALLOWED: dict[str, set[str]] = {
     "evalkit.suite": set(),
     # the plan builder reads the suite and checks metric and judge specs against it
     "evalkit.plan": {"evalkit.suite", "evalkit.scoring.metrics", "evalkit.scoring.judges.spec"},
-    "evalkit.engines": PLAN_VALUES | {"evalkit.scoring.metrics"},
+    # the served engine shares the judge's OpenAI client (concurrency, Retry-After, backoff)
+    "evalkit.engines": PLAN_VALUES
+    | {"evalkit.scoring.metrics", "evalkit.scoring.judges.openai_provider"},
     # the judge spec format shares the suite's YAML reader (line numbers in errors)
     "evalkit.scoring": PLAN_VALUES | {"evalkit.engines", "evalkit.suite.yaml_lines"},
     "evalkit.decide": PLAN_VALUES | {"evalkit.engines", "evalkit.scoring"},

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from evalkit.decide.integrity import PROBE_TEXTS, IntegrityResult
@@ -36,16 +37,10 @@ class ParityFigures:
     readings: dict[str, float] = field(default_factory=dict)  # alignment -> mean |Δ| (base)
 
 
-def probe_texts(n: int) -> list[str]:
+def probe_texts(n: int, knowledge: Path) -> list[str]:
     """n short texts: the integrity probes, then general-knowledge question/answer lines
-    from the built-in probe data (spread over its subjects)."""
-    from evalkit.plan.probes import probe_data_dir
-
-    rows = [
-        json.loads(line)
-        for line in (probe_data_dir() / "knowledge.jsonl").read_text("utf-8").splitlines()
-        if line.strip()
-    ]
+    from the built-in probe data (`knowledge`: its knowledge.jsonl, spread over subjects)."""
+    rows = [json.loads(line) for line in knowledge.read_text("utf-8").splitlines() if line.strip()]
     step = max(1, len(rows) // n)
     qa = [f"Question: {r['question']} Answer: {r['choices'][r['answer']]}." for r in rows[::step]]
     return (list(PROBE_TEXTS) + qa)[:n]
@@ -93,14 +88,15 @@ def _compare(
 
 
 def check_parity(
-    engine: Any, reference: Any, variants: list[str], settings: Any
+    engine: Any, reference: Any, variants: list[str], settings: Any, knowledge: Path
 ) -> tuple[list[IntegrityResult], list[ParityFigures]]:
-    """engine_parity for each variant (the base first); `settings` is the suite's
-    ParityConfig. Sets `engine.alignment` when it was `auto`."""
+    """engine_parity for each variant (the base first) on `probe_texts`; `settings` is the
+    suite's ParityConfig. Sets `engine.alignment` when it was `auto`."""
     tok = reference.tokenizer
     sep = int(tok.eos_token_id)
     seqs = [
-        [sep, *tok(t, add_special_tokens=False)["input_ids"]] for t in probe_texts(settings.texts)
+        [sep, *tok(t, add_special_tokens=False)["input_ids"]]
+        for t in probe_texts(settings.texts, knowledge)
     ]
     order = ["base"] + [v for v in variants if v != "base"]
     results: list[IntegrityResult] = []

@@ -5,6 +5,7 @@ the integrity results and the `engine` object for results.json."""
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from evalkit.decide.integrity import IntegrityResult
@@ -35,10 +36,13 @@ def refuse_unsupported(kind: str, needs: dict[str, set[str]]) -> None:
 
 
 def served_checks(
-    engine: Any, reference: Any, plan: Any, engine_cfg: Any
+    engine: Any, reference: Any, plan: Any, engine_cfg: Any, knowledge: Path
 ) -> tuple[list[IntegrityResult], dict[str, Any]]:
+    """`knowledge`: the built-in knowledge probe data the parity texts are drawn from."""
     refuse_unsupported(engine_cfg.kind, {t.name: set(t.needs) for t in plan.tasks})
-    results, figures = check_parity(engine, reference, list(plan.variants), engine_cfg.parity)
+    results, figures = check_parity(
+        engine, reference, list(plan.variants), engine_cfg.parity, knowledge
+    )
     meta = {
         **engine.describe(),
         "prompt_logprobs": engine.alignment,  # as the parity check settled it
