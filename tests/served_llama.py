@@ -1,9 +1,7 @@
 """A real llama.cpp server (llama-cpp-python's) on a loopback port for the served-engine
-tests, serving the default model's GGUF under several names from one config file.
-
-It is started through a two-line shim that turns off llama.cpp's extra (repacked, AMX)
-weight buffers: on these machines the CPU reports AMX, and the repacked kernels crash the
-server with a general protection fault on the first request (seen with 0.3.36)."""
+tests, serving the default model's GGUF under several names from one config file. Started
+through the local judge's entry point, which turns off llama.cpp's extra (repacked, AMX)
+weight buffers that crash it on these machines."""
 
 from __future__ import annotations
 
@@ -19,16 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.scoring.judges.local_server import _stop, _wait_ready, free_port, resolve_gguf
-
-SHIM = (
-    "import runpy, sys, llama_cpp, llama_cpp.llama as L\n"
-    "orig = llama_cpp.llama_model_default_params\n"
-    "def params():\n"
-    "    p = orig(); p.use_extra_bufts = False; return p\n"
-    "L.llama_cpp.llama_model_default_params = params\n"
-    "sys.argv = ['llama_cpp.server', *sys.argv[1:]]\n"
-    "runpy.run_module('llama_cpp.server', run_name='__main__')\n"
-)
 
 
 @dataclass
@@ -70,7 +58,13 @@ def llama_models(
     (work / "config.json").write_text(json.dumps(config))
     logf = (work / "server.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-c", SHIM, "--config_file", str(work / "config.json")],
+        [
+            sys.executable,
+            "-m",
+            "evalkit.scoring.judges.llama_server_main",
+            "--config_file",
+            str(work / "config.json"),
+        ],
         stdout=logf,
         stderr=subprocess.STDOUT,
         start_new_session=True,
