@@ -24,15 +24,19 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore
+from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
 from evalkit.engines.chat import end_of_turn, render_chat
 from evalkit.engines.openai_client import Completion, CompletionClient, EngineServerError
+from evalkit.engines.registry import EngineCapabilities
 from evalkit.errors import InputError
 from evalkit.paths import digest_files
 
 log = logging.getLogger(__name__)
 
 ROLLING_WINDOW = 1024
+# A server returns top-k logprobs, not distributions: no KL against the base, no full
+# logits, no open-shift (the base's top-k over another variant's answers is not asked for).
+SERVED_CAPABILITIES = EngineCapabilities(kl=False, probe_logits=False, open_shift=False)
 ALIGNMENTS = ("auto", "aligned", "shifted")
 
 
@@ -77,6 +81,8 @@ class OpenAIEngine:
         }
         self._active = "base"
         self._ambiguous_pieces: set[str] | None = None
+        # read by capabilities_of(): metrics needing these are unscored, saying why
+        self.capabilities = SERVED_CAPABILITIES
         self.device = _Device()
 
     # -- identity ---------------------------------------------------------------------
@@ -203,6 +209,15 @@ class OpenAIEngine:
             "logprobs, not the distributions the KL needs",
             hint="Leave the KL probe out (probes.builtin without prose-kl), or use engine kind hf.",
         )
+
+    def base_topk_shift(
+        self,
+        requests: list[tuple[ChatPrompt, str]],
+        *,
+        k: int,
+        progress: Progress | None = None,
+    ) -> list[TopKShift]:
+        raise InputError("the openai engine does not compute open-shift (declared off)")
 
     def probe_logits(self, texts: list[str]) -> list[Any]:
         raise InputError(
@@ -370,12 +385,12 @@ def _factory(request: Any) -> OpenAIEngine:
 
 
 def _register() -> None:
-    from evalkit.engines.registry import EngineCapabilities, register_engine
+    from evalkit.engines.registry import register_engine
 
     register_engine(
         "openai",
         _factory,
-        EngineCapabilities(kl=False, probe_logits=False, merged=True),
+        SERVED_CAPABILITIES,
         "any OpenAI-compatible server through /v1/completions",
     )
 
