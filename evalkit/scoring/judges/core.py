@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evalkit.engines.cache import request_key
-from evalkit.errors import InputError
+from evalkit.errors import EvalkitError, InputError
 from evalkit.plan.types import Plan
+from evalkit.redact import register_secret
 from evalkit.scoring.judges.cache import JudgeCache
 from evalkit.scoring.judges.openai_provider import JudgeClient, ProviderSettings, Reply
 from evalkit.scoring.judges.parse import Verdict, weighted_score
@@ -55,6 +56,11 @@ class ProviderConfig(Protocol):
     def n_ctx(self) -> int: ...
     @property
     def threads(self) -> int: ...
+
+
+class JudgeUnavailableError(EvalkitError):
+    """Every call to the judge failed (unreachable, refused, auth): exit code 3, since no
+    verdict means the gates cannot be decided, and 0 or 1 would be a claim about quality."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,7 @@ def resolve_endpoint(cfg: ProviderConfig, root: Path) -> Endpoint:
             hint="Set judge.provider.model, or use serve: builtin:smollm2-135m-instruct.",
         )
     key = os.environ.get(cfg.api_key_env, "")
+    register_secret(key)  # redacted from every server string from now on
     host = ProviderSettings(base_url, cfg.model).endpoint
     loopback = (host.split(":")[0] if host.count(":") == 1 else host) in ("127.0.0.1", "localhost")
     if not key and not loopback:
@@ -196,6 +203,22 @@ def _key(spec: JudgeSpec, endpoint: Endpoint, item: Item) -> str:
     )
 
 
+def _raise_if_all_failed(endpoint: Endpoint, replies: list[Reply]) -> None:
+    """A judge that answered none of the calls is an outage, not a verdict."""
+    if not replies or any(r.error is None for r in replies):
+        return
+    from collections import Counter
+
+    reasons = Counter((r.error or "no reply").split(";")[0] for r in replies)
+    top, n = reasons.most_common(1)[0]
+    raise JudgeUnavailableError(
+        f"the judge at {endpoint.host} failed on all {len(replies)} calls "
+        f"({top}{'' if n == len(replies) else f' on {n}'}); no verdict was given",
+        hint="Check the endpoint (base_url, server running), the key and the model name; "
+        "the generated answers are cached, so a rerun judges without regenerating.",
+    )
+
+
 class JudgeRunner:
     """Judges items for one or more specs, starting the endpoint (a local server) at most
     once and only when the cache misses something."""
@@ -215,6 +238,10 @@ class JudgeRunner:
             self.client.close()  # before the server it talks to stops
         if self._stack is not None:
             self._stack.close()
+
+    def retries(self) -> dict[str, int]:
+        """Retries so far by reason (429, http 5xx, timeout, connection)."""
+        return dict(self.client.stats.retries) if self.client is not None else {}
 
     def _client(self) -> JudgeClient:
         if self.client is None:
@@ -251,6 +278,7 @@ class JudgeRunner:
             schema = verdict_schema(spec)
             got = client.run_all([(prompts[i].messages(), schema) for i in missing], on_done)
             replies = dict(zip(missing, got, strict=True))
+            _raise_if_all_failed(self.endpoint, got)
             if self.cache:
                 self.cache.put_many(
                     {

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from evalkit.redact import redact, redact_opt, register_secret
+
 MAX_RETRY_AFTER_S = 60.0
 
 
@@ -81,6 +83,7 @@ class JudgeClient:
 
     def __init__(self, settings: ProviderSettings) -> None:
         self.settings = settings
+        register_secret(settings.api_key)
         self.stats = CallStats()
         # Downgraded after an endpoint rejects them, so later calls do not pay twice:
         # json_schema -> json_object -> none.
@@ -148,6 +151,18 @@ class JudgeClient:
         return kw
 
     async def _complete(
+        self, client: Any, messages: list[dict[str, str]], schema: dict[str, Any] | None
+    ) -> Reply:
+        # The one boundary: whatever the server said (an error body that echoes the key,
+        # a reply that repeats it) is redacted before anyone caches, logs or writes it.
+        reply = await self._complete_raw(client, messages, schema)
+        reply.text = redact_opt(reply.text)
+        reply.error = redact_opt(reply.error)
+        if reply.top_logprobs:
+            reply.top_logprobs = [[(redact(t), lp) for t, lp in pos] for pos in reply.top_logprobs]
+        return reply
+
+    async def _complete_raw(
         self, client: Any, messages: list[dict[str, str]], schema: dict[str, Any] | None
     ) -> Reply:
         import openai
@@ -227,8 +242,8 @@ class JudgeClient:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).replace("\n", " ")
-    return text[:200]
+    # redacted before the cut, so a key split at the 200th character cannot survive
+    return redact(str(exc).replace("\n", " "))[:200]
 
 
 def _reply_of(resp: Any, attempts: int) -> Reply:

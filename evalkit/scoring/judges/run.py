@@ -73,8 +73,10 @@ def run_judges(
                             f"{plan.limit}), calibrated on {len(picked)} of its {len(rows)} "
                             "labels; its kappa is not evidence"
                         )
+                    before = runner.retries()
                     with timer("judge calibration", labels=len(picked)):
                         rel = calibrate(spec, picked, runner)
+                    rel["retries_by_reason"] = _delta(before, runner.retries())
                     min_kappa = jcfg.min_kappa
                     rel["min_kappa"] = min_kappa
                     rel["reliable"] = bool(
@@ -122,6 +124,7 @@ def _judge_task(
                 jobs.append((ex.id, v, order))
                 items.append(Item(ex.prompt, tuple(a or "" for a in answers), ex.reference, row))
     t0 = time.perf_counter()
+    retries_before = runner.retries()
     with progress(f"judge {spec.name} · {task.name}", len(items)) as advance:
         judged = runner.judge(spec, items, advance)
     duration = time.perf_counter() - t0
@@ -164,10 +167,15 @@ def _judge_task(
             "variants": judged_variants,
             "error_rate": (sum(errors.values()) / n_calls) if n_calls else 0.0,
             "errors_by_reason": dict(errors),
+            "retries_by_reason": _delta(retries_before, runner.retries()),
             "swap_consistency": _swap_consistency(got) if pairwise else None,
             "reliability": None,
         }
     )
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v - before.get(k, 0)}
 
 
 def _reason_kind(error: str) -> str:
