@@ -24,7 +24,7 @@ from evalkit.engines.cache import CachedEngine, ResultCache
 from evalkit.engines.evaluate import ProgressFactory, evaluate
 from evalkit.outputs.frames import write_records_parquet
 from evalkit.outputs.results import build_results
-from evalkit.paths import cache_dir
+from evalkit.paths import cache_dir, check_output_dir
 from evalkit.plan.build import build_plan
 from evalkit.plan.types import Plan
 from evalkit.profile import profiled, run_profile, timer
@@ -106,6 +106,7 @@ def run_suite(
         prepare_baseline(baseline, plan, suite.sha256, force=force_baseline) if baseline else None
     )
     out_dir = output_dir or default_output_dir(suite, started)
+    check_output_dir(out_dir)  # a file or a read-only folder fails now, not after generation
 
     needed = {v.removeprefix("merged:") for v in plan.variants if v != "base"}
     # `train:` adapters are trained now or reused from the adapter cache (it says which)

@@ -86,6 +86,15 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_minimal_safetensors(path: Path) -> Path:
+    """A complete one-tensor safetensors file: enough for checks that read headers."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"x": np.zeros(2, dtype=np.float32)}, str(path))
+    return path
+
+
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst

@@ -11,7 +11,7 @@ import pytest
 from evalkit.errors import SuiteError
 from evalkit.plan.build import build_plan
 from evalkit.suite.loader import load_suite
-from tests.conftest import write_jsonl
+from tests.conftest import write_jsonl, write_minimal_safetensors
 
 GOOD = """\
 name: demo
@@ -106,6 +106,7 @@ def test_gate_on_unknown_metric(suite_dir: Path, tmp_path: Path) -> None:
     adapter = tmp_path / "ad"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
+    write_minimal_safetensors(adapter / "adapter_model.safetensors")  # validate reads it
     text = (
         GOOD
         + f"""adapters:

@@ -11,7 +11,7 @@ import pytest
 from evalkit.errors import SuiteError
 from evalkit.pipeline import run_suite
 from evalkit.suite.loader import load_suite
-from tests.conftest import write_jsonl
+from tests.conftest import write_jsonl, write_minimal_safetensors
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")
 
@@ -122,6 +122,7 @@ def test_qlora_drift_of_a_path_adapter_is_reported(suite_path: Path, tmp_path: P
     adapter = tmp_path / "qa-adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
+    write_minimal_safetensors(adapter / "adapter_model.safetensors")  # validate reads it
     card = {"qlora": True, "quantization_drift": {"max_abs_logit_diff": 0.42, "probes": 4}}
     (adapter / "training_card.json").write_text(json.dumps(card))
     text = suite_path.read_text()

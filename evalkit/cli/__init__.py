@@ -14,7 +14,14 @@ from typing import Annotated, Any
 
 import typer
 
-from evalkit.cli.common import _console, _errors, _rich_progress
+from evalkit.cli.common import (
+    Terminated,
+    _console,
+    _errors,
+    _rich_progress,
+    handle_signals,
+    parse_variants,
+)
 from evalkit.errors import EXIT_BAD_INPUT
 
 app = typer.Typer(
@@ -64,7 +71,7 @@ def run(
     from evalkit.pipeline import run_suite
 
     console = _console()
-    chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else None
+    chosen = parse_variants(variants)
     run_it = functools.partial(
         run_suite,
         suite,
@@ -188,11 +195,15 @@ app.command("compare")(compare_command)
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handle_signals()  # SIGTERM unwinds like Ctrl-C: judge server stopped, finished work kept
     try:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    except Terminated:
+        sys.stderr.write("terminated\n")
+        sys.exit(143)
     except SystemExit:
         raise
 

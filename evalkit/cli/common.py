@@ -55,3 +55,41 @@ def _rich_progress(console: Any) -> Any:
         bar.update(task_id, completed=total)
 
     return bar, factory
+
+
+def parse_variants(value: str | None) -> list[str] | None:
+    """`--variants a,b` -> ["a", "b"]; absent -> None (all). An empty or blank value is an
+    error: read as "all variants" it ran everything the user meant to leave out."""
+    if value is None:
+        return None
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    if not chosen:
+        console = _console()
+        console.print(
+            "[bold red]error:[/] --variants is empty",
+            highlight=False,
+            markup=True,
+            soft_wrap=True,
+        )
+        console.print("Name variants, e.g. --variants base,legal-r16, or leave the flag out.")
+        raise typer.Exit(2)
+    return chosen
+
+
+def handle_signals() -> None:
+    """SIGTERM (a cancelled CI job) raises `Terminated` where the run is, so every
+    `finally` runs: the local judge server is stopped and its files removed, the result
+    cache keeps what finished, and the exit code is 143 (128 + SIGTERM)."""
+    import signal
+
+    def on_term(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program was, so context managers unwind. Not an
+    Exception (no `except Exception` swallows it) and not a KeyboardInterrupt (which the
+    command-line library turns into exit 1)."""

@@ -36,32 +36,57 @@ class ResultCache:
         if not table.isidentifier():
             raise ValueError(f"not a table name: {table!r}")
         self.table = table
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.discarded = 0  # entries whose content did not match their digest
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = sqlite3.connect(str(path), timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value TEXT)")
+        cols = [r[1] for r in self.db.execute(f"PRAGMA table_info({table})")]
+        if cols and "digest" not in cols:
+            # a cache from before entries carried a digest: recomputed, never trusted
+            self.db.execute(f"DROP TABLE {table}")
+        self.db.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value TEXT, digest TEXT)"
+        )
         self.db.commit()
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
+        """The entries found; one whose digest does not match its key and content (a
+        damaged or edited cache) is deleted and counts as a miss."""
         found: dict[str, Any] = {}
+        bad: list[str] = []
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, value in self.db.execute(
-                f"SELECT key, value FROM {self.table} WHERE key IN ({marks})", chunk
+            for key, value, digest in self.db.execute(
+                f"SELECT key, value, digest FROM {self.table} WHERE key IN ({marks})", chunk
             ):
-                found[key] = json.loads(value)
+                if not isinstance(value, str) or digest != _digest(key, value):
+                    bad.append(key)
+                    continue
+                try:
+                    found[key] = json.loads(value)
+                except (ValueError, RecursionError):
+                    bad.append(key)
+        if bad:
+            self.discarded += len(bad)
+            self.db.executemany(f"DELETE FROM {self.table} WHERE key = ?", [(k,) for k in bad])
+            self.db.commit()
         return found
 
     def put_many(self, items: dict[str, Any]) -> None:
-        self.db.executemany(
-            f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?)",
-            [(k, json.dumps(v)) for k, v in items.items()],
-        )
+        rows = []
+        for k, v in items.items():
+            text = json.dumps(v)
+            rows.append((k, text, _digest(k, text)))
+        self.db.executemany(f"INSERT OR REPLACE INTO {self.table} VALUES (?, ?, ?)", rows)
         self.db.commit()
 
     def close(self) -> None:
         self.db.close()
+
+
+def _digest(key: str, value: str) -> str:
+    return hashlib.sha256(f"{key}\0{value}".encode()).hexdigest()[:32]
 
 
 def request_key(*parts: Any) -> str:

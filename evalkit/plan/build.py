@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from evalkit.errors import DataError, SuiteError
-from evalkit.plan.datasets import load_rows
+from evalkit.plan.datasets import check_rows, load_rows
 from evalkit.plan.probes import BUILTIN_PROBES, build_kind_probe, builtin_probes
 from evalkit.plan.prompts import prompt_environment, template_columns
 from evalkit.plan.types import (
@@ -22,6 +22,7 @@ from evalkit.plan.types import (
     TaskPlan,
 )
 from evalkit.scoring.metrics import golden_metric
+from evalkit.scoring.text import compile_regex
 from evalkit.suite.config import GateConfig, SuiteConfig, TaskConfig
 from evalkit.suite.loader import Suite
 from evalkit.suite.yaml_lines import Loc
@@ -65,6 +66,17 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
             f"id column '{task.id}' is not in {data_path.name}",
             hint=f"Columns: {', '.join(sorted(columns))}.",
         )
+    try:  # per-row types of the id and template columns, over all rows (evalkit.plan.datasets)
+        used = set().union(*(template_columns(env, t) for t in templates.values() if t))
+        check_rows(rows, data_path, id_column=task.id, columns=used)
+    except DataError as exc:
+        raise suite.error(loc + ("data", "path"), exc.message, hint=exc.hint) from None
+    for j, m in enumerate(task.metrics):  # user regexes compile for RE2 (linear time) now
+        if m.type == "regex" and m.value:
+            try:
+                compile_regex(m.value)
+            except ValueError as exc:
+                raise suite.error(loc + ("metrics", j, "value"), str(exc)) from None
     needs_ref = [
         m
         for m in task.metrics

@@ -37,6 +37,14 @@ def judge_metric_specs(
         labels = suite.resolve(entry.labels) if entry.labels else None
         if labels is not None and not labels.is_file():
             raise suite.error(where + ("labels",), f"labels file {labels} not found")
+        if labels is not None:  # parsed now, not after generation
+            from evalkit.errors import DataError
+            from evalkit.scoring.judges.calibrate import read_labels
+
+            try:
+                read_labels(labels, spec)
+            except DataError as exc:
+                raise suite.error(where + ("labels",), exc.message, exc.hint) from None
         known = suite.config.all_variants()
         for v in entry.variants or []:
             if v not in known:

@@ -3,6 +3,7 @@ cannot be scored (the caller records why)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -28,8 +29,29 @@ def contains(output: str, value: str) -> float:
     return float(value.lower() in output.lower())
 
 
+@functools.lru_cache(maxsize=256)
+def compile_regex(pattern: str) -> Any:
+    """A user's `regex` pattern, compiled for RE2, whose matching time is linear in the
+    text: a backtracking pattern such as `(a+)+$` cannot hang a run on a long output.
+    Raises ValueError naming what RE2 lacks (backreferences, lookaround)."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the message goes into our error, not onto stderr
+    options.max_mem = 64 << 20
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(
+            f"the pattern {pattern!r} is not supported by the linear-time engine (RE2): "
+            f"{reason}; backreferences and lookaround are not available"
+        ) from None
+
+
 def regex_match(output: str, pattern: str) -> float:
-    return float(re.search(pattern, output) is not None)
+    """1 when the pattern matches anywhere in the output; linear time (RE2)."""
+    return float(compile_regex(pattern).search(output) is not None)
 
 
 def parse_json_object(output: str) -> Any | None:

@@ -15,10 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from evalkit.errors import SuiteError
+from evalkit.errors import InputError, SuiteError
 from evalkit.suite.config import SuiteConfig
 from evalkit.suite.sweep import expand_sweeps
 from evalkit.suite.yaml_lines import Loc, format_loc, line_for, load_yaml_with_lines
+from evalkit.weights import check_adapter_dir, check_local_model
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,14 @@ def _check_references(suite: Suite) -> None:
                 hint="Point `path:` at a peft adapter directory (adapter_config.json + "
                 "adapter_model.safetensors).",
             )
+        try:  # complete safetensors, typed config: evalkit.weights (no model load)
+            check_adapter_dir(adir)
+        except InputError as exc:
+            raise suite.error(("adapters", name, "path"), exc.message, hint=exc.hint) from None
+    try:
+        check_local_model(cfg.base.model, suite.root)
+    except InputError as exc:
+        raise suite.error(("base", "model"), exc.message, hint=exc.hint) from None
     variants = cfg.all_variants()
     for i, variant in enumerate(variants):
         _check_variant(suite, variant, ("variants", i))

@@ -14,18 +14,33 @@ from typing import Any
 import yaml
 
 from evalkit.errors import SuiteError
+from evalkit.paths import FileProblem, read_regular_file
 
 Loc = tuple[str | int, ...]
+
+# A suite is a page of YAML. Aliases share one node, so a few hundred bytes of `&a [*b,
+# *b, ...]` expand to billions of values when built; these budgets refuse that, a
+# recursive alias and a file nobody typed, in well under a second.
+MAX_BYTES = 1 << 20
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
 
 
 def load_yaml_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
     """Parse a YAML file; return its value and a map from location to 1-based line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SuiteError("file not found", file=path) from None
+        raw = read_regular_file(path, max_bytes=MAX_BYTES, what="suite file")
+    except FileProblem as exc:
+        raise SuiteError(exc.reason, file=path, hint=exc.hint) from None
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SuiteError(f"not UTF-8 text ({exc.reason})", file=path) from None
+        raise SuiteError(
+            f"not UTF-8 text ({exc.reason})",
+            file=path,
+            line=raw[: exc.start].count(b"\n") + 1,
+            hint="Save it as UTF-8.",
+        ) from None
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -37,17 +52,38 @@ def load_yaml_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
             line=line,
             hint="Check indentation and quoting on that line and the one before it.",
         ) from None
+    except yaml.YAMLError as exc:  # the reader: control characters, NUL bytes
+        raise SuiteError(f"this is not valid YAML: {exc}", file=path) from None
+    except RecursionError:
+        raise SuiteError(f"nested more than {MAX_DEPTH} levels deep", file=path) from None
     finally:
         loader.dispose()
     lines: dict[Loc, int] = {}
     if node is None:
         return None, lines
 
+    built = [0]
+
     def build(n: yaml.Node, loc: Loc) -> Any:
+        built[0] += 1
+        if built[0] > MAX_VALUES or len(loc) > MAX_DEPTH:
+            raise SuiteError(
+                f"expands to more than {MAX_VALUES:,} values or {MAX_DEPTH} levels "
+                "(YAML aliases that repeat each other, or a recursive alias)",
+                file=path,
+                line=n.start_mark.line + 1,
+                hint="Write the values out; a suite needs no aliases of aliases.",
+            )
         lines.setdefault(loc, n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in n.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise SuiteError(
+                        "a mapping key must be a plain value, not a list or a mapping",
+                        file=path,
+                        line=key_node.start_mark.line + 1,
+                    )
                 key = loader.construct_object(key_node, deep=True)
                 if key == "<<":
                     raise SuiteError(
@@ -75,6 +111,10 @@ def load_yaml_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
     except yaml.constructor.ConstructorError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise SuiteError(f"unsupported YAML value: {exc.problem}", file=path, line=line) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date like 2024-02-31
+        raise SuiteError(f"unsupported YAML value: {exc}", file=path) from None
+    except RecursionError:
+        raise SuiteError(f"nested more than {MAX_DEPTH} levels deep", file=path) from None
 
 
 def line_for(lines: dict[Loc, int], loc: Loc) -> int | None:

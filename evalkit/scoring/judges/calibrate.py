@@ -26,10 +26,14 @@ def read_labels(path: Path, spec: JudgeSpec) -> list[tuple[Item, Label]]:
     """Rows of a JSONL labels file: question, answer (or answer_a/answer_b), reference,
     label, and any other column the template uses. Rows naming another `judge` are
     skipped, so one file can hold labels for several judges."""
+    from evalkit.paths import FileProblem, read_regular_file
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: labels file not found") from None
+        lines = read_regular_file(path, max_bytes=64 << 20, what="labels file").decode().split("\n")
+    except FileProblem as exc:
+        raise DataError(f"{path}: {exc.reason}", hint=exc.hint) from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text", hint="Save it as UTF-8.") from None
     out: list[tuple[Item, Label]] = []
     lo, hi = spec.config.scale
     for n, line in enumerate(lines, 1):
@@ -39,12 +43,14 @@ def read_labels(path: Path, spec: JudgeSpec) -> list[tuple[Item, Label]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
         if row.get("judge") not in (None, spec.name):
             continue
         try:
             answers, label = spec.judge_kind.read_label(row, (lo, hi))
             question = str(row["question"])
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:  # TypeError: a list as the label
             raise DataError(
                 f"{path}:{n}: bad label row ({exc})",
                 hint="Each row needs question, answer (pairwise: answer_a, answer_b) and "

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from evalkit.errors import EvalkitError, InputError
 
@@ -76,32 +77,51 @@ def llama_server(
         "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads),
         "--verbose", "False",
     ]  # fmt: skip
-    # The server's log stays on disk only while it runs (read back if it fails to start).
-    logf = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        prefix="evalkit-judge-", suffix=".log", delete=False
-    )
-    # Own process group: stopping the server cannot reach evalkit, and nothing else is hit.
+    with serve(cmd, f"http://127.0.0.1:{port}/v1", startup_timeout_s) as url:
+        yield url
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends it SIGTERM when evalkit dies, even by
+    SIGKILL, which no `finally` survives (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+@contextmanager
+def serve(cmd: list[str], base_url: str, startup_timeout_s: float = 180.0) -> Iterator[str]:
+    """Run a server command until the block ends; yield `base_url` once `/models` answers.
+
+    The server runs in its own process group (stopping it reaches nothing else), dies with
+    evalkit (parent-death signal), and logs to an unnamed temporary file: nothing is left
+    in the temp directory, whatever way evalkit ends."""
+    logf = tempfile.TemporaryFile(prefix="evalkit-judge-")  # noqa: SIM115
     proc = subprocess.Popen(
-        cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        cmd,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=os.environ.copy(),
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
     )
-    base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        _wait_ready(proc, base_url, startup_timeout_s, Path(logf.name))
+        _wait_ready(proc, base_url, startup_timeout_s, logf)
         log.info("local judge server on %s (pid %d)", base_url, proc.pid)
         yield base_url
     finally:
         _stop(proc)
         logf.close()
-        Path(logf.name).unlink(missing_ok=True)
 
 
-def _wait_ready(
-    proc: subprocess.Popen[bytes], base_url: str, timeout: float, log_path: Path
-) -> None:
+def _wait_ready(proc: subprocess.Popen[bytes], base_url: str, timeout: float, logf: Any) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-1500:]
+            logf.seek(0)
+            tail = logf.read().decode(errors="replace")[-1500:]
             raise JudgeServerError(
                 f"the local judge server exited with code {proc.returncode} before answering",
                 hint=f"Its log ends with:\n{tail}",

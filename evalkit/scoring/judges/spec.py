@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -122,11 +122,14 @@ def load_judge_spec(path: Path) -> JudgeSpec:
             hint = None
         raise SuiteError(msg, file=path, line=line_for(lines, loc), hint=hint) from None
     template_path = path.parent / config.template
+    from evalkit.paths import FileProblem, read_regular_file
+
     try:
-        template = template_path.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError):
+        template = read_regular_file(template_path, max_bytes=1 << 20, what="template").decode()
+    except (FileProblem, UnicodeDecodeError) as exc:
+        reason = exc.reason if isinstance(exc, FileProblem) else "not UTF-8 text"
         raise SuiteError(
-            f"template file {template_path} not found",
+            f"template file {template_path}: {reason}",
             file=path,
             line=line_for(lines, ("template",)),
             hint="`template:` is a path relative to the spec file.",
@@ -142,11 +145,37 @@ def _check_syntax(spec: JudgeSpec) -> None:
     from evalkit.plan.prompts import prompt_environment
 
     try:
-        prompt_environment().parse(spec.template)
+        ast = prompt_environment().parse(spec.template)
     except TemplateSyntaxError as exc:
         raise SuiteError(
             f"template syntax error: {exc.message}", file=spec.template_path, line=exc.lineno
         ) from None
+    problem = _unsafe_node(ast)
+    if problem:
+        raise SuiteError(
+            problem[0],
+            file=spec.template_path,
+            line=problem[1],
+            hint="A judge template is one self-contained file of text and variables.",
+        )
+
+
+def _unsafe_node(ast: Any) -> tuple[str, int] | None:
+    """What the sandbox would refuse only at render time, after generation: another
+    template pulled in (include, import, extends) or a dunder attribute."""
+    from jinja2 import nodes
+
+    for node in ast.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        return f"the template uses {{% {type(node).__name__.lower()} %}}, not allowed", node.lineno
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        name = getattr(node, "attr", None) or getattr(node, "name", None)
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        if isinstance(name, str) and name.startswith("_"):
+            return f"the template uses '{name}': names starting with _ are not allowed", (
+                node.lineno
+            )
+    return None
 
 
 def check_template_vars(spec: JudgeSpec, columns: set[str], has_reference: bool) -> None:
