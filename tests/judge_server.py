@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-Action = str  # ok | 500 | 429 | slow | garbage | truncated | content:<text>
+# ok | 500 | 429 | slow | garbage | truncated | content:<text>
+# | 401-echo | 500-echo | reply-echo: the request's Authorization header echoed back in a
+#   401 body, a 500 body or the reply text (as some servers and proxies do)
+Action = str
 
 _NOTE = re.compile(r"between (<<ANSWER [0-9a-f]+>>) and (<</ANSWER [0-9a-f]+>>)")
 
@@ -111,6 +114,15 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                 time.sleep(state.delay_s)
             action = state.plan(n, body)
             model = str(body.get("model", "fake"))
+            auth = str(self.headers.get("Authorization", ""))
+            if action in ("401-echo", "500-echo"):
+                body_text = {"error": {"message": f"bad credentials: {auth}", "type": "auth"}}
+                self._send(int(action[:3]), json.dumps(body_text).encode())
+                return
+            if action == "reply-echo":
+                text = json.dumps({"score": 3, "reason": f"you sent {auth}"})
+                self._send(200, json.dumps(_completion(text, model)).encode())
+                return
             if action == "500":
                 self._send(500, b'{"error": {"message": "boom", "type": "server_error"}}')
             elif action == "429":

@@ -256,3 +256,59 @@ def test_large_run_opens_and_filters_in_budget(browser: Any, tmp_path: Path) -> 
     assert elapsed < 60, elapsed
     p.assert_quiet()
     page.close()
+
+
+def _wide_run() -> dict[str, Any]:
+    """A run whose content is wider than any card: a flagged variant with many probes of
+    long unbroken names, and a long unbroken gate name and warning."""
+    results = make_run(20, VARIANTS, n_probe=10, judged=True)
+    long = "knowledge-probe-" + "x" * 90
+    flagged = VARIANTS[-1]
+    results["forgetting"][flagged] = {
+        "flagged": True,
+        "probes": [
+            {"task": f"{long}-{i}", "metric": "accuracy_" + "y" * 40, "delta": -0.2,
+             "ci_low": -0.31234, "ci_high": -0.10987, "margin": 0.05}
+            for i in range(6)
+        ],
+    }  # fmt: skip
+    for v in VARIANTS[1:-1]:
+        results["forgetting"][v] = {"flagged": False, "probes": []}
+    results["gates"][0]["name"] = "gate-" + "z" * 160
+    results.setdefault("warnings", []).append("w" * 300)
+    return results
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_layout_never_scrolls_the_page_sideways(browser: Any, tmp_path: Path, width: int) -> None:
+    path = _write(tmp_path, _wide_run())
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(path.resolve().as_uri())
+    page.wait_for_selector("body[data-ready='1']")
+    page.screenshot(path=str(tmp_path / f"layout-{width}.png"), full_page=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / f"layout-{width}.png", SHOTS / f"layout-{width}.png")
+    scroll, client = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert scroll <= client, f"the page scrolls sideways at {width}px: {scroll} > {client}"
+    # every card holds its content: a wide table scrolls inside it
+    overflow = page.evaluate(
+        """() => [...document.querySelectorAll('.card, .judge-card')].flatMap(card => {
+             const box = card.getBoundingClientRect();
+             return [...card.children].filter(ch => {
+               const r = ch.getBoundingClientRect();
+               return r.right > box.right + 1 || r.left < box.left - 1;
+             }).map(ch => card.className + ' > ' + ch.tagName);
+           })"""
+    )
+    assert overflow == []
+    # unflagged cards size to their content, not to the flagged card's height
+    heights = page.evaluate(
+        "[...document.querySelectorAll('#verdict .card')].map(c => "
+        "[c.classList.contains('flagged'), c.getBoundingClientRect().height])"
+    )
+    flagged = [h for f, h in heights if f]
+    clear = [h for f, h in heights if not f]
+    assert flagged and clear and max(clear) < min(flagged) / 2
+    page.close()

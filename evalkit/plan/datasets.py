@@ -40,6 +40,8 @@ def _read(path: Path) -> bytes:
 
 def load_rows(path: Path, *, split: str | None = None) -> list[Row]:
     """All rows of a dataset file or saved dataset directory."""
+    if path.is_symlink() and not path.exists():
+        _read(path)  # says why: a symlink loop, or a link to nothing
     if not path.exists():
         raise DataError(
             f"data file not found: {path}",

@@ -35,7 +35,7 @@ def judge_metric_specs(
         spec = load_judge_spec(path)
         check_template_vars(spec, columns, task.reference is not None)
         labels = suite.resolve(entry.labels) if entry.labels else None
-        if labels is not None and not labels.is_file():
+        if labels is not None and not labels.exists():
             raise suite.error(where + ("labels",), f"labels file {labels} not found")
         if labels is not None:  # parsed now, not after generation
             from evalkit.errors import DataError

@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 # the probe kinds; their models are imported by name so typo hints know their keys
 from evalkit.suite.probes_config import (  # noqa: F401
@@ -50,7 +59,7 @@ class BaseModelConfig(StrictModel):
 
     model: str = Field(description="builtin:NAME, a model directory, a .gguf file or org/name")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    load_in_4bit: bool = False
+    load_in_4bit: StrictBool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
@@ -67,8 +76,8 @@ class TrainDataConfig(StrictModel):
     system: str | None = None
 
 
-PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+PosInt = Annotated[StrictInt, Field(gt=0)]
+PosFloat = Annotated[StrictFloat, Field(gt=0)]
 
 
 def _setting(name: str) -> Any:
@@ -86,25 +95,25 @@ class TrainConfig(StrictModel):
     plus the fields of `LoraSettings` (evalkit.suite.train_settings), with its defaults."""
 
     data: TrainDataConfig | Annotated[list[TrainDataConfig], Field(min_length=1)]
-    rank: int = _setting("rank")
-    alpha: int | None = _setting("alpha")
-    dropout: float = _setting("dropout")
+    rank: StrictInt = _setting("rank")
+    alpha: StrictInt | None = _setting("alpha")
+    dropout: StrictFloat = _setting("dropout")
     target_modules: Literal["all-linear"] | Annotated[list[str], Field(min_length=1)] = _setting(
         "target_modules"
     )
-    learning_rate: float = _setting("learning_rate")
+    learning_rate: StrictFloat = _setting("learning_rate")
     lr_schedule: Schedule = _setting("lr_schedule")
-    epochs: int = _setting("epochs")
-    max_steps: int | None = _setting("max_steps")
-    batch_size: int = _setting("batch_size")
-    grad_accum: int = _setting("grad_accum")
-    max_seq_len: int = _setting("max_seq_len")
-    seed: int = _setting("seed")
-    warmup_ratio: float = _setting("warmup_ratio")
-    weight_decay: float = _setting("weight_decay")
-    val_fraction: float = _setting("val_fraction")
+    epochs: StrictInt = _setting("epochs")
+    max_steps: StrictInt | None = _setting("max_steps")
+    batch_size: StrictInt = _setting("batch_size")
+    grad_accum: StrictInt = _setting("grad_accum")
+    max_seq_len: StrictInt = _setting("max_seq_len")
+    seed: StrictInt = _setting("seed")
+    warmup_ratio: StrictFloat = _setting("warmup_ratio")
+    weight_decay: StrictFloat = _setting("weight_decay")
+    val_fraction: StrictFloat = _setting("val_fraction")
     save_dtype: SaveDtype = _setting("save_dtype")
-    qlora: bool = _setting("qlora")
+    qlora: StrictBool = _setting("qlora")
     compute_dtype: ComputeDtype = _setting("compute_dtype")
 
 
@@ -150,7 +159,7 @@ class DataConfig(StrictModel):
 
 
 class GenerationConfig(StrictModel):
-    max_new_tokens: Annotated[int, Field(gt=0, le=4096)] = 128
+    max_new_tokens: Annotated[StrictInt, Field(gt=0, le=4096)] = 128
     stop: list[str] = Field(default_factory=list)
 
 
@@ -159,7 +168,7 @@ class MetricConfig(StrictModel):
     name: Annotated[str | None, Field(pattern=NAME_RE)] = None
     value: str | None = Field(default=None, description="the text (contains) or pattern (regex)")
     field: str | None = Field(default=None, description="the JSON field (json_field_match)")
-    margin: Annotated[float, Field(ge=0)] = 0.0
+    margin: Annotated[StrictFloat, Field(ge=0)] = 0.0
 
     @model_validator(mode="after")
     def _needs(self) -> MetricConfig:
@@ -186,7 +195,7 @@ class TaskJudgeConfig(StrictModel):
 
     spec: str = Field(description="a judge spec YAML, e.g. ../judges/general.yaml")
     name: Annotated[str | None, Field(pattern=NAME_RE)] = None
-    margin: Annotated[float, Field(ge=0)] = 0.0
+    margin: Annotated[StrictFloat, Field(ge=0)] = 0.0
     labels: str | None = Field(default=None, description="human labels (JSONL) to calibrate on")
     variants: list[str] | None = Field(
         default=None, description="judge only these variants (default: all); others unscored"
@@ -232,8 +241,8 @@ else:  # the same, discriminated by `kind:` (evalkit/suite/probes_config.py)
 
 
 class ProbesConfig(StrictModel):
-    builtin: bool | list[BuiltinProbe] = True
-    margins: dict[str, Annotated[float, Field(ge=0)]] = Field(
+    builtin: StrictBool | list[BuiltinProbe] = True
+    margins: dict[str, Annotated[StrictFloat, Field(ge=0)]] = Field(
         default_factory=dict, description="per-probe margin overrides, by probe name"
     )
     # a probe kind (`kind:`, evalkit/suite/probes_config.py) or a task-shaped probe
@@ -251,7 +260,9 @@ class GateConfig(StrictModel):
     require: GateRequire
     task: str | None = None
     metric: str | None = None
-    value: float | None = Field(default=None, description="the threshold for at_least/at_most")
+    value: StrictFloat | None = Field(
+        default=None, description="the threshold for at_least/at_most"
+    )
     severity: Literal["error", "warning"] = "error"
     proof: Literal["none", "equivalence"] = Field(
         default="none",
@@ -289,7 +300,7 @@ class GateConfig(StrictModel):
 
 
 class IntegrityConfig(StrictModel):
-    adapter_min_effect: Annotated[float, Field(gt=0)] = Field(
+    adapter_min_effect: Annotated[StrictFloat, Field(gt=0)] = Field(
         default=1e-3, description="max |Δlogit| below which an adapter counts as not applied"
     )
     merge_kl_tolerance: Annotated[float | None, Field(gt=0)] = Field(
@@ -306,10 +317,10 @@ class IntegrityConfig(StrictModel):
 
 
 class Settings(StrictModel):
-    batch_size: Annotated[int, Field(gt=0, le=1024)] = 16
-    seed: int = 0
-    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
-    bootstrap_resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000
+    batch_size: Annotated[StrictInt, Field(gt=0, le=1024)] = 16
+    seed: StrictInt = 0
+    confidence: Annotated[StrictFloat, Field(gt=0.5, lt=1)] = 0.95
+    bootstrap_resamples: Annotated[StrictInt, Field(ge=100, le=100_000)] = 2000
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
 
 
@@ -353,15 +364,15 @@ class JudgeProviderConfig(StrictModel):
     model: str | None = Field(default=None, description="the judge model name at the endpoint")
     api_key_env: str = "OPENAI_API_KEY"
     base_url_env: str = "OPENAI_BASE_URL"
-    concurrency: Annotated[int, Field(ge=1, le=256)] = 4
-    timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
-    max_tokens: Annotated[int, Field(gt=0, le=4096)] = 64
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
-    structured: bool = Field(default=True, description="ask for JSON-schema output")
-    logprobs: bool = Field(default=True, description="ask for top_logprobs (weighted score)")
-    n_ctx: Annotated[int, Field(ge=256, le=32768)] = 2048
-    threads: Annotated[int, Field(ge=1, le=64)] = 1
+    concurrency: Annotated[StrictInt, Field(ge=1, le=256)] = 4
+    timeout_s: Annotated[StrictFloat, Field(gt=0)] = 60.0
+    max_retries: Annotated[StrictInt, Field(ge=0, le=10)] = 3
+    max_tokens: Annotated[StrictInt, Field(gt=0, le=4096)] = 64
+    temperature: Annotated[StrictFloat, Field(ge=0, le=2)] = 0.0
+    structured: StrictBool = Field(default=True, description="ask for JSON-schema output")
+    logprobs: StrictBool = Field(default=True, description="ask for top_logprobs (weighted score)")
+    n_ctx: Annotated[StrictInt, Field(ge=256, le=32768)] = 2048
+    threads: Annotated[StrictInt, Field(ge=1, le=64)] = 1
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> JudgeProviderConfig:

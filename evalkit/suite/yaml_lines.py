@@ -41,7 +41,10 @@ def load_yaml_with_lines(path: Path) -> tuple[Any, dict[Loc, int]]:
             line=raw[: exc.start].count(b"\n") + 1,
             hint="Save it as UTF-8.",
         ) from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters here
+    except yaml.YAMLError as exc:
+        raise SuiteError(f"this is not valid YAML: {exc}", file=path) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
