@@ -55,7 +55,7 @@ class HFEngine(ScoringMixin):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(resolved.source)
             model: Any = AutoModelForCausalLM.from_pretrained(resolved.source, **kwargs)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: no usable tokenizer, unknown config
             hint = (
                 None
                 if resolved.is_local
