@@ -303,7 +303,7 @@ CASES: list[tuple[str, Callable[[Path], None], str, list[str]]] = [
     (
         "labels-label-word",
         _labels(b'{"question": "q", "answer": "a", "label": "high"}\n'),
-        "not a number",
+        "labels.jsonl:1: bad label row",
         [],
     ),  # fmt: skip
     ("labels-not-utf8", _labels(UTF8_BAD), "not UTF-8", []),

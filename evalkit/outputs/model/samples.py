@@ -19,6 +19,9 @@ class Reliability(Part):
     n_labels: int | None = None
     n_unscored: int | None = None
     errors: list[str] = Field(default_factory=list)
+    retries_by_reason: dict[str, int] | None = Field(
+        None, description="calibration calls retried, by reason"
+    )
     confusion: dict[str, dict[str, int]] = Field(
         default_factory=dict,
         description="human label -> judge score -> count (plus 'unscored')",
@@ -55,6 +58,9 @@ class Judge(Part):
     n_unscored: int = Field(ge=0)
     error_rate: Number = Field(ge=0, le=1)
     errors_by_reason: dict[str, int]
+    retries_by_reason: dict[str, int] | None = Field(
+        None, description="retried calls by reason (429, http 5xx, timeout, connection)"
+    )
     swap_consistency: Number | None = Field(
         None,
         description="pairwise: share of the run's pairs whose winner survives swapping A and B",
