@@ -14,15 +14,31 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "evalkit"
 
 # Shared leaves every module may import.
-COMMON = {"evalkit", "evalkit.errors", "evalkit.paths", "evalkit.profile"}
+# redact: the one redaction step for server strings; weights: safetensors-only checks of
+# model and adapter files, made at validate and before a load.
+COMMON = {
+    "evalkit",
+    "evalkit.errors",
+    "evalkit.paths",
+    "evalkit.profile",
+    "evalkit.redact",
+    "evalkit.weights",
+}
 # Plan values the later stages take as input.
 PLAN_VALUES = {"evalkit.plan.types", "evalkit.plan.prompts"}
 # A stage (a package of evalkit/) -> the modules or packages it may import besides
 # COMMON and itself. A prefix allows its submodules.
 ALLOWED: dict[str, set[str]] = {
     "evalkit.suite": set(),
-    # the plan builder reads the suite and checks metric and judge specs against it
-    "evalkit.plan": {"evalkit.suite", "evalkit.scoring.metrics", "evalkit.scoring.judges.spec"},
+    # the plan builder reads the suite and checks metric and judge specs against it (user
+    # regexes compile for RE2, calibration labels parse, both at validate)
+    "evalkit.plan": {
+        "evalkit.suite",
+        "evalkit.scoring.metrics",
+        "evalkit.scoring.judges.spec",
+        "evalkit.scoring.text",
+        "evalkit.scoring.judges.calibrate",
+    },
     # the served engine shares the judge's OpenAI client (concurrency, Retry-After, backoff)
     "evalkit.engines": PLAN_VALUES
     | {"evalkit.scoring.metrics", "evalkit.scoring.judges.openai_provider"},
