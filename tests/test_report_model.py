@@ -24,7 +24,7 @@ from evalkit.outputs.results import build_results
 from evalkit.pipeline import validate
 from evalkit.plan.types import StatsSettings
 from evalkit.scoring.score import score
-from tests.conftest import write_jsonl
+from tests.conftest import write_jsonl, write_minimal_safetensors
 from tests.fixtures.report_data import make_run
 from tests.test_report import FIXTURE, make_results
 
@@ -62,6 +62,7 @@ def _stage_values(tmp_path: Path) -> dict[str, Any]:
     write_jsonl(tmp_path / "qa.jsonl", rows)
     (tmp_path / "a1").mkdir()  # the suite checks that it is there; nothing loads it
     (tmp_path / "a1" / "adapter_config.json").write_text("{}")
+    write_minimal_safetensors(tmp_path / "a1" / "adapter_model.safetensors")  # validate reads it
     (tmp_path / "s.yaml").write_text(
         """name: tiny
 base: {model: builtin:smollm2-135m-instruct}

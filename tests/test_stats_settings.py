@@ -19,7 +19,7 @@ from evalkit.plan.build import build_plan
 from evalkit.plan.types import StatsSettings, ci_label
 from evalkit.scoring.score import MetricScores
 from evalkit.suite.loader import load_suite
-from tests.conftest import write_jsonl
+from tests.conftest import write_jsonl, write_minimal_safetensors
 from tests.fixtures.report_data import make_run
 from tests.test_baseline import fake_run
 
@@ -28,6 +28,7 @@ def _suite(d: Path, settings: str) -> Path:
     write_jsonl(d / "qa.jsonl", [{"id": f"q{i}", "q": f"Q{i}", "a": f"A{i}"} for i in range(60)])
     (d / "a1").mkdir()
     (d / "a1" / "adapter_config.json").write_text("{}")
+    write_minimal_safetensors(d / "a1" / "adapter_model.safetensors")  # validate reads it
     path = d / "suite.yaml"
     path.write_text(
         f"""
