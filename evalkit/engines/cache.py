@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +39,8 @@ class ResultCache:
         self.table = table
         self.discarded = 0  # entries whose content did not match their digest
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.db = sqlite3.connect(str(path), timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+        _shared_connection(self.db)
         cols = [r[1] for r in self.db.execute(f"PRAGMA table_info({table})")]
         if cols and "digest" not in cols:
             # a cache from before entries carried a digest: recomputed, never trusted
@@ -87,6 +88,29 @@ class ResultCache:
 
 def _digest(key: str, value: str) -> str:
     return hashlib.sha256(f"{key}\0{value}".encode()).hexdigest()[:32]
+
+
+# How long a writer waits for another process's commit (`evalkit run --workers N` runs
+# several processes on one cache file) before it gives up.
+BUSY_TIMEOUT_S = 30.0
+
+
+def _shared_connection(db: sqlite3.Connection) -> None:
+    """Set a connection up for several processes at once: WAL (readers never block the
+    writer; each commit is atomic) and a busy timeout (a writer waits for the other's
+    commit instead of failing). Switching a new file to WAL fails at once with "database is
+    locked" when another process opens it at the same moment (SQLite does not wait there),
+    so that step is retried until the timeout."""
+    db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def request_key(*parts: Any) -> str:
