@@ -88,9 +88,12 @@ def run_suite(
     progress: ProgressFactory = _no_progress,
     baseline: Path | None = None,
     force_baseline: bool = False,
+    workers: int | None = None,
 ) -> RunOutcome:
     """Run a suite end to end and write its outputs. Raises EvalkitError subclasses for bad
-    input (before any model loads) and for infrastructure failures."""
+    input (before any model loads) and for infrastructure failures. `workers` (default:
+    the suite's settings.workers) > 1 splits the engine stage across that many processes
+    (evalkit.engines.workers)."""
     from evalkit.engines.registry import EngineRequest, create_engine
     from evalkit.outputs import write_outputs
 
@@ -107,6 +110,16 @@ def run_suite(
     )
     out_dir = output_dir or default_output_dir(suite, started)
     check_output_dir(out_dir)  # a file or a read-only folder fails now, not after generation
+    n_workers = cfg.settings.workers if workers is None else workers
+    split = None
+    if n_workers > 1 and cfg.engine.kind != "hf":
+        raise suite.error(
+            ("settings", "workers"),
+            f"workers: {n_workers} splits the work of the hf engine across processes; "
+            f"the {cfg.engine.kind} engine's server does its own",
+            hint="Leave settings.workers at 1 and serve with data parallelism "
+            "(vllm serve ... --data-parallel-size N).",
+        )
 
     needed = {v.removeprefix("merged:") for v in plan.variants if v != "base"}
     # `train:` adapters are trained now or reused from the adapter cache (it says which)
@@ -124,28 +137,47 @@ def run_suite(
         relative_to=suite.root,
         options=cfg.engine.model_dump(),
     )
-    with timer("load"), progress("loading model", 1) as advance:
-        engine: Any = create_engine(kind, request)
-        # a served engine is checked against transformers + peft here (decide/served.py):
-        # the integrity checks run on that reference, and engine_parity compares the two
-        reference = engine if kind == "hf" else create_engine("hf", request)
-        advance(1)
     engine_meta = None
-    with timer("integrity"):
-        integrity = run_checks(reference, plan, adapter_paths)
-        if kind != "hf":
-            from evalkit.decide.served import served_checks
-            from evalkit.plan.probes import probe_data_dir
+    if n_workers > 1:  # the workers evaluate; `engine` answers what later stages ask of it
+        from evalkit.decide.integrity import PROBE_TEXTS
+        from evalkit.engines.workers import run_workers
 
-            knowledge = probe_data_dir() / "knowledge.jsonl"
-            parity, engine_meta = served_checks(engine, reference, plan, cfg.engine, knowledge)
-            integrity += parity
+        split = run_workers(
+            plan,
+            kind,
+            request,
+            n_workers,
+            cache_path=cache_dir() / "results.sqlite" if use_cache else None,
+            probe_texts=PROBE_TEXTS,
+            progress=progress,
+        )
+        engine: Any = split.engine
+        with timer("integrity"):
+            integrity = run_checks(engine, plan, adapter_paths)
+    else:
+        with timer("load"), progress("loading model", 1) as advance:
+            engine = create_engine(kind, request)
+            # a served engine is checked against transformers + peft here (decide/served.py):
+            # the integrity checks run on that reference, and engine_parity compares the two
+            reference = engine if kind == "hf" else create_engine("hf", request)
+            advance(1)
+        with timer("integrity"):
+            integrity = run_checks(reference, plan, adapter_paths)
+            if kind != "hf":
+                from evalkit.decide.served import served_checks
+                from evalkit.plan.probes import probe_data_dir
+
+                knowledge = probe_data_dir() / "knowledge.jsonl"
+                parity, engine_meta = served_checks(engine, reference, plan, cfg.engine, knowledge)
+                integrity += parity
     for r in integrity:
         if not r.passed:
             log.error("integrity check %s failed for %s: %s", r.check, r.variant, r.detail)
 
     cache_stats = None
-    if use_cache:
+    if split is not None:
+        records, cache_stats = split.records, split.cache_stats
+    elif use_cache:
         cached = CachedEngine(engine, ResultCache(cache_dir() / "results.sqlite"))
         records = evaluate(plan, cached, progress)
         cache_stats = {"reused": cached.hits, "computed": cached.misses}

@@ -66,6 +66,12 @@ def run(
     force_baseline: Annotated[
         bool, typer.Option("--force-baseline", help="compare even if data or settings differ")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="worker processes, one device each (overrides settings.workers)"
+        ),
+    ] = None,
 ) -> None:
     """Evaluate base, adapters and merged variants; write the report; exit with the gates."""
     from evalkit.pipeline import run_suite
@@ -82,6 +88,7 @@ def run(
         use_cache=not no_cache,
         baseline=baseline,
         force_baseline=force_baseline,
+        workers=workers,
     )
     from evalkit.profile import Profile, format_table
 

@@ -322,6 +322,9 @@ class Settings(StrictModel):
     confidence: Annotated[StrictFloat, Field(gt=0.5, lt=1)] = 0.95
     bootstrap_resamples: Annotated[StrictInt, Field(ge=100, le=100_000)] = 2000
     integrity: IntegrityConfig = Field(default_factory=IntegrityConfig)
+    workers: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=1, description="worker processes for the engine stage, one device each"
+    )
 
 
 class ParityConfig(StrictModel):
