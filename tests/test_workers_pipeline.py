@@ -87,6 +87,7 @@ def _figures(out: Path) -> dict[str, Any]:
     """results.json without what differs from run to run (times, the output folder)."""
     results = json.loads((out / "results.json").read_text())
     run = results.pop("run")
+    results.pop("profile", None)  # where the time went
     return {
         **results,
         "cache": run["cache"],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore
+from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
 from evalkit.engines.registry import EngineCapabilities
 from evalkit.errors import EvalkitError
 
@@ -130,6 +130,15 @@ class ReplayEngine:
         self, texts: list[str], *, progress: Progress | None = None
     ) -> list[RollingScore]:
         return cast(list[RollingScore], self._missing())
+
+    def base_topk_shift(
+        self,
+        requests: list[tuple[ChatPrompt, str]],
+        *,
+        k: int,
+        progress: Progress | None = None,
+    ) -> list[TopKShift]:
+        return cast(list[TopKShift], self._missing())
 
 
 @dataclass(frozen=True)

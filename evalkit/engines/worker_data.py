@@ -2,22 +2,24 @@
 the part of the plan the engine stage reads, and the workers' report and progress files.
 
 A worker's plan carries each task's requests (prompts, references, choices, texts, the
-system turn, generation settings) and the request kinds its metrics need; the metrics
-themselves are scored in the parent. The parent reads the records back through the same
-request keys, so a request this encoding got wrong would be a cache miss there, which
-fails the run (see `ReplayEngine`), never a silently different record.
+system turn, generation settings) and its metric specs (what they need, their settings:
+the engine stage reads both); judges, gates and statistics stay with the parent. The
+parent reads the records back through the same request keys, so a request this encoding
+got wrong would be a cache miss there, which fails the run (see `ReplayEngine`), never a
+silently different record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from evalkit.engines.registry import EngineRequest
 from evalkit.plan.types import Example, Plan, TaskPlan
-from evalkit.scoring.metrics import MetricSpec, Needs
+from evalkit.scoring.metrics import MetricSpec
 
 
 def encode_plan(plan: Plan) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def encode_plan(plan: Plan) -> dict[str, Any]:
                 "system": t.system,
                 "max_new_tokens": t.max_new_tokens,
                 "stop": list(t.stop),
-                "needs": sorted(t.needs),
+                "metrics": [dataclasses.asdict(m) for m in t.metrics],
                 "examples": [
                     {
                         "id": ex.id,
@@ -60,11 +62,7 @@ def decode_plan(data: dict[str, Any]) -> Plan:
             )
             for e in t["examples"]
         ]
-        # one stand-in metric per request kind: the engine stage reads only `needs`
-        metrics = [
-            MetricSpec(name=n, kind=n, needs=cast(Needs, n), direction="none", margin=0.0)
-            for n in t["needs"]
-        ]
+        metrics = [MetricSpec(**m) for m in t["metrics"]]
         tasks.append(
             TaskPlan(
                 t["name"],
