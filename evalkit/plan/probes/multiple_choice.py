@@ -2,7 +2,8 @@
 its text). Each option's text is scored by log-likelihood as the answer to the
 chat-formatted question (the engine shares the question's KV cache across the options);
 `acc` takes the most likely option, `acc_norm` the most likely per UTF-8 byte of the
-option's text, as lm-evaluation-harness defines the two."""
+option's text (lm-evaluation-harness's acc_norm divides by characters: the two agree on
+ASCII options)."""
 
 from __future__ import annotations
 
