@@ -152,3 +152,33 @@ def test_cli_validate_ok(suite_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "ok" in proc.stdout and "2 examples" in proc.stdout
+
+
+def test_an_unknown_metric_type_names_its_line_and_the_registered_kinds(tmp_path: Path) -> None:
+    """Metric types come from the metric registry (a new metric is one module), so the
+    check is the plan's: a file:line error with the kinds and the closest one."""
+    from evalkit.errors import SuiteError
+    from evalkit.pipeline import validate
+
+    (tmp_path / "d.jsonl").write_text('{"id": "a", "q": "x", "a": "y"}\n', encoding="utf-8")
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\n"
+        "base: {model: builtin:smollm2-135m-instruct}\n"
+        "tasks:\n"
+        "  - name: t\n"
+        "    data: {path: d.jsonl}\n"
+        "    id: id\n"
+        '    prompt: "{{ q }}"\n'
+        '    reference: "{{ a }}"\n'
+        "    metrics:\n"
+        "      - type: exact_match\n"
+        "      - type: json_vaild\n"
+        "probes: {builtin: false}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SuiteError) as info:
+        validate(suite)
+    text = str(info.value)
+    assert f"{suite}:11:" in text and "unknown metric type 'json_vaild'" in text
+    assert "did you mean 'json_valid'?" in text and "reference_perplexity" in text

@@ -5,6 +5,7 @@ any model is loaded. Nothing after this stage reads the suite."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
 from evalkit.errors import DataError, SuiteError
 from evalkit.plan.datasets import check_rows, load_rows
@@ -21,7 +22,7 @@ from evalkit.plan.types import (
     StatsSettings,
     TaskPlan,
 )
-from evalkit.scoring.metrics import golden_metric
+from evalkit.scoring.metrics import golden_metric, metric_def, metric_kinds
 from evalkit.scoring.text import compile_regex
 from evalkit.suite.config import GateConfig, SuiteConfig, TaskConfig
 from evalkit.suite.loader import Suite
@@ -71,17 +72,22 @@ def build_golden_task(suite: Suite, task: TaskConfig, loc: Loc, limit: int | Non
         check_rows(rows, data_path, id_column=task.id, columns=used)
     except DataError as exc:
         raise suite.error(loc + ("data", "path"), exc.message, hint=exc.hint) from None
+    kinds = metric_kinds(golden=True)
     for j, m in enumerate(task.metrics):  # user regexes compile for RE2 (linear time) now
+        if m.type not in kinds:
+            close = difflib.get_close_matches(m.type, kinds, n=1)
+            raise suite.error(
+                loc + ("metrics", j, "type"),
+                f"unknown metric type '{m.type}'"
+                + (f"; did you mean '{close[0]}'?" if close else ""),
+                hint=f"Metric types: {', '.join(kinds)}.",
+            )
         if m.type == "regex" and m.value:
             try:
                 compile_regex(m.value)
             except ValueError as exc:
                 raise suite.error(loc + ("metrics", j, "value"), str(exc)) from None
-    needs_ref = [
-        m
-        for m in task.metrics
-        if m.type in ("exact_match", "json_field_match", "reference_perplexity")
-    ]
+    needs_ref = [m for m in task.metrics if metric_def(m.type).needs_reference]
     if needs_ref and task.reference is None:
         raise suite.error(
             loc + ("metrics",), f"metric {needs_ref[0].type} needs the task's `reference:` template"

@@ -39,14 +39,6 @@ from evalkit.suite.probes_config import (  # noqa: F401
 )
 from evalkit.suite.train_settings import SETTINGS, ComputeDtype, SaveDtype, Schedule
 
-MetricType = Literal[
-    "exact_match",
-    "contains",
-    "regex",
-    "json_valid",
-    "json_field_match",
-    "reference_perplexity",
-]
 NAME_RE = r"^[A-Za-z0-9_.-]+$"
 
 
@@ -164,7 +156,12 @@ class GenerationConfig(StrictModel):
 
 
 class MetricConfig(StrictModel):
-    type: MetricType
+    # Any golden kind of the metric registry (evalkit.scoring.metrics): the plan checks the
+    # name against it, so a new metric is one module, not also an entry here.
+    type: Annotated[str, Field(pattern=NAME_RE)] = Field(
+        description="a metric kind: exact_match, contains, regex, json_valid, "
+        "json_field_match, reference_perplexity, or one registered by a metric module"
+    )
     name: Annotated[str | None, Field(pattern=NAME_RE)] = None
     value: str | None = Field(default=None, description="the text (contains) or pattern (regex)")
     field: str | None = Field(default=None, description="the JSON field (json_field_match)")

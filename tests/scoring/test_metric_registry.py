@@ -5,7 +5,6 @@ built-in ones."""
 from __future__ import annotations
 
 import math
-from typing import get_args
 
 import pytest
 
@@ -22,7 +21,6 @@ from evalkit.scoring.metrics import (
 )
 from evalkit.scoring.metrics import registry as reg
 from evalkit.scoring.score import score, score_one
-from evalkit.suite.config import MetricType
 
 
 def test_every_kind_declares_a_known_unit() -> None:
@@ -32,8 +30,10 @@ def test_every_kind_declares_a_known_unit() -> None:
         assert d.compute is not None or d.compute_set is not None or kind == "judge", kind
 
 
-def test_golden_kinds_are_the_suite_schemas_metric_types() -> None:
-    assert metric_kinds(golden=True) == sorted(get_args(MetricType))
+def test_golden_kinds_include_the_documented_metric_types() -> None:
+    documented = {"exact_match", "contains", "regex", "json_valid", "json_field_match",
+                  "reference_perplexity"}  # fmt: skip
+    assert documented <= set(metric_kinds(golden=True))
 
 
 def test_units_of_the_built_in_metrics() -> None:

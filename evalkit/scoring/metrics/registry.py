@@ -28,8 +28,8 @@ ComputeSet = Callable[[MetricSpec, Sequence[Any], Sequence[Any]], list[Scored]]
 
 @dataclass(frozen=True)
 class MetricDef:
-    """A metric kind. `golden`: a suite may declare it on a golden task (its name must
-    also be in the suite schema's `MetricType`); `needs_reference`: it reads the task's
+    """A metric kind. `golden`: a suite may declare it on a golden task (the plan checks a
+    task's `type:` against these); `needs_reference`: it reads the task's
     `reference:`. `unit` may depend on the spec's params (a judge's kind)."""
 
     kind: str
