@@ -18,7 +18,6 @@ from evalkit.errors import EvalkitError
 from evalkit.scoring.judges.openai_provider import (
     JudgeClient,
     ProviderSettings,
-    _retry_after,
     _short,
 )
 
@@ -90,21 +89,12 @@ class CompletionClient(JudgeClient):
             self.stats.attempts += 1
             try:
                 resp = await self._client.completions.create(**body)
-            except openai.RateLimitError as exc:
-                last = "rate limited (429)"
-                await self._wait(attempts, "429", _retry_after(exc))
+            except (openai.RateLimitError, openai.APIConnectionError) as exc:
+                last = await self._transient(exc, attempts)
                 continue
             except openai.InternalServerError as exc:
                 last = f"server error ({exc.status_code}): {_short(exc)}"
                 await self._wait(attempts, f"http {exc.status_code}")
-                continue
-            except openai.APITimeoutError:
-                last = f"timeout after {s.timeout_s:g}s"
-                await self._wait(attempts, "timeout")
-                continue
-            except openai.APIConnectionError:
-                last = "connection failed"
-                await self._wait(attempts, "connection")
                 continue
             except openai.APIStatusError as exc:
                 raise EngineServerError(

@@ -192,18 +192,8 @@ class JudgeClient:
                     await self._wait(attempts, f"http {exc.status_code}")
                     continue
                 return Reply(None, error=f"http 400: {_short(exc)}", attempts=attempts)
-            except openai.RateLimitError as exc:
-                last = "rate limited (429)"
-                wait = _retry_after(exc)
-                await self._wait(attempts, "429", wait)
-                continue
-            except openai.APITimeoutError:
-                last = f"timeout after {s.timeout_s:g}s"
-                await self._wait(attempts, "timeout")
-                continue
-            except openai.APIConnectionError:
-                last = "connection failed"
-                await self._wait(attempts, "connection")
+            except (openai.RateLimitError, openai.APIConnectionError) as exc:
+                last = await self._transient(exc, attempts)
                 continue
             except openai.APIStatusError as exc:
                 return Reply(
@@ -228,6 +218,21 @@ class JudgeClient:
             self._logprobs = False
             return True
         return False
+
+    async def _transient(self, exc: Exception, attempt: int) -> str:
+        """After a 429, a timeout or a lost connection: wait as the retry policy says
+        (Retry-After first) and return the reason for the give-up message. Shared by the
+        judge's chat calls and the served engine's completions."""
+        import openai
+
+        if isinstance(exc, openai.RateLimitError):
+            await self._wait(attempt, "429", _retry_after(exc))
+            return "rate limited (429)"
+        if isinstance(exc, openai.APITimeoutError):
+            await self._wait(attempt, "timeout")
+            return f"timeout after {self.settings.timeout_s:g}s"
+        await self._wait(attempt, "connection")
+        return "connection failed"
 
     async def _wait(self, attempt: int, reason: str, retry_after: float | None = None) -> None:
         if attempt > self.settings.max_retries:
