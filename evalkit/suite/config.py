@@ -12,8 +12,6 @@ import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     StrictBool,
     StrictFloat,
@@ -21,6 +19,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from evalkit.suite.engine_config import EngineConfig, ParityConfig  # noqa: F401
 
 # the probe kinds; their models are imported by name so typo hints know their keys
 from evalkit.suite.probes_config import (  # noqa: F401
@@ -37,13 +37,10 @@ from evalkit.suite.probes_config import (  # noqa: F401
     ProseProbe,
     extra_probes_type,
 )
+from evalkit.suite.strict import StrictModel
 from evalkit.suite.train_settings import SETTINGS, ComputeDtype, SaveDtype, Schedule
 
 NAME_RE = r"^[A-Za-z0-9_.-]+$"
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class BaseModelConfig(StrictModel):
@@ -322,37 +319,6 @@ class Settings(StrictModel):
     workers: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1, description="worker processes for the engine stage, one device each"
     )
-
-
-class ParityConfig(StrictModel):
-    """How close a served engine's per-token logprobs must be to transformers + peft (fp32,
-    computed here) on probe text, per variant. Defaults fit a server on 4-bit weights; an
-    engine that drops an adapter misses them by an order of magnitude."""
-
-    texts: Annotated[int, Field(ge=4, le=64)] = 32
-    max_mean_abs: Annotated[float, Field(gt=0)] = 0.1
-    max_abs: Annotated[float, Field(gt=0)] = 2.0
-    min_top1: Annotated[float, Field(ge=0, le=1)] = 0.9
-
-
-class EngineConfig(StrictModel):
-    """Where the variants run: in this process (`hf`) or on a served endpoint (`openai`)."""
-
-    kind: Literal["hf", "openai"] = "hf"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    models: dict[str, str] = Field(
-        default_factory=dict, description="variant -> the served model name"
-    )
-    concurrency: Annotated[int, Field(ge=1, le=256)] = 4
-    timeout_s: Annotated[float, Field(gt=0)] = 120.0
-    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
-    top_logprobs: Annotated[int, Field(ge=1, le=100_000)] = 20
-    prompt_logprobs: Literal["auto", "aligned", "shifted"] = "auto"
-    extra_body: dict[str, float | int | str | bool] = Field(
-        default_factory=dict, description="extra request fields, e.g. {repeat_penalty: 1.0}"
-    )
-    parity: ParityConfig = Field(default_factory=ParityConfig)
 
 
 class JudgeProviderConfig(StrictModel):

@@ -22,7 +22,6 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     StrictFloat,
@@ -34,14 +33,14 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from evalkit.suite.strict import StrictModel
+
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 # strict, as the suite's other numbers: `margin: "0.05"` or `margin: true` is an error
 Margin = Annotated[StrictFloat, Field(ge=0)]
 
 
-class _Strict(BaseModel):
-    # the same settings as evalkit.suite.config.StrictModel (that module imports this one)
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel
 
 
 class ProbeDataConfig(_Strict):
