@@ -12,6 +12,8 @@ trained format, which is the adapter's intended change rather than what it forgo
 
 from __future__ import annotations
 
+import hashlib
+from array import array
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -30,6 +32,11 @@ TOKEN_BUDGET = 8192
 
 # (key, start, tokens): read logits at positions start-1 .. start+len(tokens)-2
 Read = tuple[int, int, list[int]]
+
+
+def _shift_key(k: int, n_ctx: int, seq: list[int]) -> bytes:
+    """A short exact key of one open-shift request (its digest, not the ids themselves)."""
+    return hashlib.sha256(array("q", [k, n_ctx, *seq]).tobytes()).digest()
 
 
 class ScoringMixin:
@@ -249,7 +256,16 @@ class ScoringMixin:
         ]
         seqs = [c + a for c, a in zip(ctxs, conts, strict=True)]
         out = [TopKShift(0, len(a)) for a in conts]
-        todo = [i for i in range(len(seqs)) if conts[i]]
+        # The base reads the answer whatever variant wrote it, so an answer seen before
+        # (a merged variant mostly repeats its adapter's) is not read again.
+        memo: dict[bytes, TopKShift] = self.__dict__.setdefault("_shift_memo", {})
+        keys = [_shift_key(k, len(c), s) for c, s in zip(ctxs, seqs, strict=True)]
+        todo = []
+        for i, key in enumerate(keys):
+            if key in memo:
+                out[i] = memo[key]
+            elif conts[i]:
+                todo.append(i)
         order = sorted(todo, key=lambda i: -len(seqs[i]))
         pad = self.tokenizer.pad_token_id
         for idx in self._token_batches(order, [len(s) for s in seqs]):
@@ -270,7 +286,7 @@ class ScoringMixin:
                 top = span.topk(min(k, span.shape[-1]), dim=-1).indices
                 target = torch.tensor(conts[i], device=top.device).unsqueeze(1)
                 inside = (top == target).any(-1)
-                out[i] = TopKShift(int((~inside).sum()), len(conts[i]))
+                out[i] = memo[keys[i]] = TopKShift(int((~inside).sum()), len(conts[i]))
             if progress:
                 progress(len(idx))
         if progress and len(todo) < len(requests):

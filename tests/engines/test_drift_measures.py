@@ -116,3 +116,31 @@ def test_open_shift_matches_the_base_teacher_forced(engine: HFEngine) -> None:
         again = engine.base_topk_shift(list(zip(prompts, answers, strict=True)), k=3)
     assert [s.outside for s in full] == [0, 0]
     assert again == shifts
+
+
+def test_open_shift_reads_an_answer_once_whichever_variant_wrote_it(tiny_model_dir: Path) -> None:
+    """The base's reading of an answer does not depend on the variant that wrote it: a
+    merged variant repeating its adapter's answers costs no second forward pass, and the
+    figures are the ones a fresh engine computes."""
+    from evalkit.profile import Profile, timer
+
+    fresh = HFEngine(str(tiny_model_dir), {}, batch_size=3)
+    prompts = [ChatPrompt("What is the capital of France?"), ChatPrompt("Name a colour.")]
+    pairs = list(zip(prompts, ["Paris, I think.", "Blue is a colour."], strict=True))
+    prof = Profile()
+    with prof.activate():
+        with timer("first"), fresh.variant("base"):
+            first = fresh.base_topk_shift(pairs, k=3)
+        with timer("again"), fresh.variant("base"):
+            again = fresh.base_topk_shift(pairs, k=3)
+        with timer("other k"), fresh.variant("base"):
+            other = fresh.base_topk_shift(pairs, k=1)
+    rows = {r["stage"]: r for r in prof.rows()}
+    assert rows["first"]["forward_tokens"] > 0
+    assert "forward_tokens" not in rows["again"]  # nothing ran
+    assert rows["other k"]["forward_tokens"] == rows["first"]["forward_tokens"]
+    assert again == first
+    for s, (p, a) in zip(first, pairs, strict=True):
+        assert (s.outside, s.n_tokens) == direct_shift(fresh, p, a, 3)
+    # a narrower top-k is another request: computed, and leaves at least as many out
+    assert all(o.outside >= f.outside for o, f in zip(other, first, strict=True))
