@@ -152,3 +152,35 @@ def test_rolling_kl_matches_plain_forwards(engine: HFEngine, monkeypatch) -> Non
     with engine.variant("merged:a"):
         again = engine.rolling_kl(texts)
     assert [r.kl for r in again] == pytest.approx([r.kl for r in merged], rel=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["a", "merged:a"])
+def test_a_variants_kl_reads_the_bases_own_prose_pass(
+    tiny_model_dir: Path, adapter_dir: Path, monkeypatch, variant: str
+) -> None:
+    """After the base has run the prose, a variant's KL takes the base's distributions from
+    that pass: no second base pass (forward tokens are the NLL pass's only), and the same
+    figures as an engine that runs the base again."""
+    from evalkit.profile import Profile, timer
+
+    monkeypatch.setattr("evalkit.engines.hf_scoring.KL_TOKENS", 20)
+    texts = ["The quick brown fox jumps over the lazy dog. " * 6, "A short one."]
+    reused, fresh = (HFEngine(str(tiny_model_dir), {"a": adapter_dir}) for _ in range(2))
+    prof = Profile()
+    with prof.activate():
+        with timer("base"), reused.variant("base"):
+            reused.rolling_kl(texts)
+        with timer("after base"), reused.variant(variant):
+            after = reused.rolling_kl(texts)
+        with timer("alone"), fresh.variant(variant):
+            alone = fresh.rolling_kl(texts)
+    rows = {r["stage"]: r for r in prof.rows()}
+    assert rows["after base"]["forward_tokens"] == rows["base"]["forward_tokens"]
+    # alone, a base pass over each text's first 20 tokens (and the separator) comes on top
+    lengths = [len(reused.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    second = sum(min(n, 20) + 1 for n in lengths)
+    assert rows["alone"]["forward_tokens"] == rows["base"]["forward_tokens"] + second
+    assert [r.kl for r in after] == pytest.approx([r.kl for r in alone], rel=1e-4)
+    assert [r.top1 for r in after] == [r.top1 for r in alone]
+    assert [r.nll for r in after] == [r.nll for r in alone]
+    assert all(r.kl > 1e-4 for r in after)

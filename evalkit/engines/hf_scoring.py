@@ -29,6 +29,10 @@ ROLLING_WINDOW = 1024
 KL_TOKENS = 256
 # ~1.6 GB of fp32 logits for a 49k vocabulary
 TOKEN_BUDGET = 8192
+# The base's log-probabilities at the KL positions, kept from its own prose pass so a
+# variant's KL needs no second base pass: 24 documents × 256 positions of a 49k
+# vocabulary are 1.2 GB of fp32. Past this many bytes the rest is recomputed as before.
+KL_STORE_BYTES = 2 * 1024**3
 
 # (key, start, tokens): read logits at positions start-1 .. start+len(tokens)-2
 Read = tuple[int, int, list[int]]
@@ -37,6 +41,35 @@ Read = tuple[int, int, list[int]]
 def _shift_key(k: int, n_ctx: int, seq: list[int]) -> bytes:
     """A short exact key of one open-shift request (its digest, not the ids themselves)."""
     return hashlib.sha256(array("q", [k, n_ctx, *seq]).tobytes()).digest()
+
+
+def _window_key(seq: list[int]) -> bytes:
+    """The KL positions of a window: its first KL_TOKENS + 1 input ids (causal, so the
+    base's distributions there depend on nothing after them)."""
+    return hashlib.sha256(array("q", seq[: KL_TOKENS + 1]).tobytes()).digest()
+
+
+class BaseDistributions:
+    """The base's log-probabilities at windows' KL positions, by window, kept while the
+    base runs the prose so each variant's KL reads them instead of running the base
+    again; holds at most KL_STORE_BYTES (what does not fit is recomputed)."""
+
+    def __init__(self, limit: int = KL_STORE_BYTES) -> None:
+        self._kept: dict[bytes, Any] = {}
+        self._bytes = 0
+        self._limit = limit
+
+    def get(self, key: bytes) -> Any:
+        return self._kept.get(key)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._kept
+
+    def keep(self, key: bytes, base_logp: Any) -> None:
+        size = base_logp.numel() * base_logp.element_size()
+        if key not in self._kept and self._bytes + size <= self._limit:
+            self._kept[key] = base_logp.detach().to("cpu", copy=True)
+            self._bytes += size
 
 
 class ScoringMixin:
@@ -172,6 +205,7 @@ class ScoringMixin:
             progress,
             n_keys=len(texts),
             kl_on=set() if base else firsts,
+            keep_base=firsts if base else set(),
         )
         kl_tokens = [min(c, KL_TOKENS) for c in counts]
         return [
@@ -188,17 +222,23 @@ class ScoringMixin:
         progress: Progress | None,
         n_keys: int,
         kl_on: set[int] | None = None,
+        keep_base: set[int] | None = None,
     ) -> tuple[list[float], list[float], list[int]]:
         """Run each sequence once (batched, right-padded) and sum, per key, the
         log-probabilities of the tokens each read names; for the sequences in `kl_on`, also
         the KL of the base's next-token distribution from the variant's over their first
-        KL_TOKENS positions (the base from a second, shorter pass inside `_as_base()`) and
-        the count of those positions where both predict the same next token."""
+        KL_TOKENS positions and the count of those positions where both predict the same
+        next token. The base's distributions there come from the base's own pass (the
+        sequences in `keep_base`, run while the base is active, are kept for this) or,
+        for sequences the base has not run, from a second, shorter pass inside
+        `_as_base()`."""
         import torch
 
         total = [0.0] * n_keys
         kl_total = [0.0] * n_keys
         agree = [0] * n_keys
+        kept: BaseDistributions = self.__dict__.setdefault("_kl_base", BaseDistributions())
+        kl_key = {i: _window_key(seqs[i]) for i in (kl_on or set()) | (keep_base or set())}
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         pad = self.tokenizer.pad_token_id
         for idx in self._token_batches(order, [len(x) for x in seqs]):
@@ -213,7 +253,7 @@ class ScoringMixin:
             with torch.inference_mode():
                 logits = self.model(**inputs).logits
                 base_logits = None
-                if kl_on and any(i in kl_on for i in idx):
+                if any(i in (kl_on or ()) and kl_key[i] not in kept for i in idx):
                     # causal: the first KL_TOKENS positions need no later context
                     cut = {k: v[:, : KL_TOKENS + 1] for k, v in inputs.items()}
                     with self._as_base():
@@ -225,14 +265,20 @@ class ScoringMixin:
                         logp = torch.log_softmax(logits[row, sl].float(), dim=-1)
                         target = torch.tensor(tokens, device=logp.device).unsqueeze(1)
                         total[key] += float(logp.gather(1, target).sum())
-                        if base_logits is not None and i in (kl_on or ()):
-                            n = min(len(tokens), KL_TOKENS)
-                            span = base_logits[row, start - 1 : start - 1 + n].float()
-                            base_logp = torch.log_softmax(span, dim=-1)
+                        n = min(len(tokens), KL_TOKENS)
+                        if i in (keep_base or ()):
+                            kept.keep(kl_key[i], logp[:n])
+                        if i in (kl_on or ()):
+                            if kl_key[i] in kept:
+                                base_logp = kept.get(kl_key[i]).to(logp.device)
+                            else:
+                                assert base_logits is not None
+                                span = base_logits[row, start - 1 : start - 1 + n].float()
+                                base_logp = torch.log_softmax(span, dim=-1)
                             kl = (base_logp.exp() * (base_logp - logp[:n])).sum(-1)
                             kl_total[key] += float(kl.clamp(min=0.0).sum())
                             # argmax takes the first maximum on a tie, in both alike
-                            same = span.argmax(-1) == logits[row, sl][:n].argmax(-1)
+                            same = base_logp.argmax(-1) == logp[:n].argmax(-1)
                             agree[key] += int(same.sum())
             if progress:
                 progress(len(idx))
