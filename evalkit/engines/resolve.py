@@ -14,6 +14,8 @@ import importlib.util
 import json
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,16 +153,34 @@ def _usable(target: Path) -> bool:
     return False
 
 
+@contextmanager
+def _no_tensor_bar() -> Iterator[None]:
+    """transformers' GGUF reader draws its own tqdm bar per tensor ("Converting and
+    de-quantizing GGUF tensors"), outside its progress-bar switch; evalkit's loading step
+    already says what happens, and `--quiet` must stay quiet."""
+    from functools import partial
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def _convert(gguf: Path, target: Path, digest: str) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to safetensors (once) in %s", gguf.name, target)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-        )
+        with _no_tensor_bar():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            )
     except Exception as exc:  # any loader failure is an unusable model file
         raise ModelLoadError(f"could not read GGUF file {gguf}: {exc}") from exc
     config_dict = loaded.config.to_dict()
