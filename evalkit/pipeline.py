@@ -211,6 +211,7 @@ def run_suite(
         if limit is not None
         else []
     )
+    warnings += list(plan.notes)
     warnings += [f"{r.check} failed for {r.variant}: {r.detail}" for r in integrity if not r.passed]
     warnings += judge_warnings(judged)
     results = build_results(
