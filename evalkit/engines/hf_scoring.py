@@ -113,12 +113,17 @@ class ScoringMixin:
         # the contexts once, then each continuation but its last token on their cache
         count("forward_tokens", sum(len(c) for c, _ in batch))
         count("forward_tokens", sum(max(len(conts[r]) - 1, 0) for _, r in rows))
+        # the contexts' logits matter at their last position only (left padding puts it
+        # at the end of every row): the lm head on the others would be a fifth of the pass
+        supports = getattr(self.model, "_supports_logits_to_keep", lambda: False)
+        keep_last = {"logits_to_keep": 1} if supports() else {}
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 position_ids=positions.to(self.device),
                 use_cache=True,
+                **keep_last,
             )
             # logits predicting each continuation token: the context's last position for
             # the first token, then the continuation's own positions
