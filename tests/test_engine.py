@@ -184,3 +184,32 @@ def test_a_variants_kl_reads_the_bases_own_prose_pass(
     assert [r.top1 for r in after] == [r.top1 for r in alone]
     assert [r.nll for r in after] == [r.nll for r in alone]
     assert all(r.kl > 1e-4 for r in after)
+
+
+def test_a_merged_variant_leaves_the_base_weights_exactly_as_they_were(
+    tiny_model_dir: Path, adapter_dir: Path
+) -> None:
+    """Merging and unmerging in place is W + BA - BA, which floating point does not undo:
+    the weights a merge touched are put back bit for bit, so the figures of a variant do
+    not depend on whether a merged variant ran before it (nor does the base inside a
+    merged variant's KL pass)."""
+    eng = HFEngine(str(tiny_model_dir), {"a": adapter_dir})
+    before = {k: v.clone() for k, v in eng.model.state_dict().items()}
+    ids = torch.tensor([eng.tokenizer("The river rose after three days.")["input_ids"]])
+    with torch.inference_mode():
+        with eng.variant("a"):
+            adapted = eng.model(input_ids=ids).logits
+        for _ in range(2):
+            with eng.variant("merged:a"):
+                merged = eng.model(input_ids=ids).logits
+                with eng._as_base():
+                    inside = eng.model(input_ids=ids).logits
+        with eng.variant("base"):
+            base = eng.model(input_ids=ids).logits
+        with eng.variant("a"):
+            again = eng.model(input_ids=ids).logits
+    after = eng.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(adapted, again)
+    assert torch.equal(inside, base)
+    assert (merged - adapted).abs().max() < 1e-4 < (adapted - base).abs().max()

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress
 from evalkit.engines.chat import end_of_turn, render_chat
@@ -152,16 +152,12 @@ class HFEngine(ScoringMixin):
             with self.peft.disable_adapter():
                 yield
         else:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Already unmerged")
-                self.peft.base_model.unmerge_adapter()
+            self._unmerge()
             try:
                 with self.peft.disable_adapter():  # unmerged, the LoRA layers are live again
                     yield
             finally:
-                self.peft.base_model.merge_adapter(
-                    adapter_names=[self._active.removeprefix("merged:")]
-                )
+                self._merge(self._active.removeprefix("merged:"))
 
     @contextmanager
     def _switch(self, name: str) -> Iterator[None]:
@@ -180,14 +176,41 @@ class HFEngine(ScoringMixin):
             yield
             return
         # Merge in place and back: no second copy of the model, no save and reload.
-        self.peft.base_model.merge_adapter(adapter_names=[adapter])
+        self._merge(adapter)
         try:
             yield
         finally:
-            with warnings.catch_warnings():
-                # layers that only other adapters target were never merged; peft warns
-                warnings.filterwarnings("ignore", message="Already unmerged")
-                self.peft.base_model.unmerge_adapter()
+            self._unmerge()
+
+    def _merge(self, adapter: str) -> None:
+        """Merge `adapter` into the base weights, keeping the weights it changes: W + BA - BA
+        is not W in floating point (peft's unmerge left 3,144 of 4,096 weights of a
+        targeted layer off by an ulp), and every later variant would compute with them."""
+        from peft.tuners.lora import LoraLayer
+
+        # (layer, its weight, a copy on the CPU): a 4-bit merge replaces the weight object
+        # (the original then is intact), a full-precision one changes it in place
+        self._kept_weights: list[tuple[Any, Any, Any]] = [
+            (layer, layer.weight, layer.weight.detach().to("cpu", copy=True))
+            for module in self.peft.base_model.model.modules()
+            if isinstance(module, LoraLayer) and adapter in module.lora_A
+            for layer in [cast(Any, module).get_base_layer()]
+        ]
+        self.peft.base_model.merge_adapter(adapter_names=[adapter])
+
+    def _unmerge(self) -> None:
+        """Undo `_merge`: peft's unmerge (its bookkeeping), then the kept weights back."""
+        import torch
+
+        with warnings.catch_warnings():
+            # layers that only other adapters target were never merged; peft warns
+            warnings.filterwarnings("ignore", message="Already unmerged")
+            self.peft.base_model.unmerge_adapter()
+        with torch.no_grad():
+            for layer, weight, kept in getattr(self, "_kept_weights", []):
+                layer.weight = weight
+                weight.data.copy_(kept)
+        self._kept_weights = []
 
     # -- requests -------------------------------------------------------------------
 
