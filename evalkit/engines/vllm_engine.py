@@ -83,7 +83,9 @@ class VllmEngine(ParityReads):
         self.dtype = str(self.opts.get("dtype") or request.dtype)
         self.k = max(1, int(self.opts.get("prompt_logprobs") or 1))
         self.max_model_len: int | None = self.opts.get("max_model_len")
-        self.window = min(ROLLING_WINDOW, self.max_model_len or ROLLING_WINDOW)
+        # the hf engine's windows, unless the model length is shorter (a window plus the
+        # one token vLLM generates must fit it)
+        self.window = min(ROLLING_WINDOW, (self.max_model_len or ROLLING_WINDOW + 1) - 1)
         self.merged = {
             n: str(local_path(p, request.relative_to))
             for n, p in (self.opts.get("merged") or {}).items()
@@ -107,6 +109,7 @@ class VllmEngine(ParityReads):
             n: digest_files([p / "adapter_config.json", p / "adapter_model.safetensors"])
             for n, p in request.adapters.items()
         }
+        self._merged_fp: dict[str, str] = {}
         self._eos = sorted(eos_ids(self.base_dir, self.tokenizer))
         self._llm: Any = None
         self._llm_dir: str | None = None
@@ -126,7 +129,10 @@ class VllmEngine(ParityReads):
     def fingerprint(self, variant: str) -> str:
         head = f"vllm:{self.dtype}"
         if variant.startswith("merged:"):
-            return f"{head}:merged:{dir_digest(self.merged[variant.removeprefix('merged:')])}"
+            name = variant.removeprefix("merged:")
+            if name not in self._merged_fp:  # every byte is hashed: once per run
+                self._merged_fp[name] = dir_digest(self.merged[name])
+            return f"{head}:merged:{self._merged_fp[name]}"
         if variant == "base":
             return f"{head}:{self._base_fp}"
         return f"{head}:{self._base_fp}+adapter:{self._adapter_fp[variant]}"
@@ -217,10 +223,10 @@ class VllmEngine(ParityReads):
         `base`, under the base on the same LLM: no LoRA request)."""
         if self.max_model_len is not None:
             longest = max((len(s) for s in seqs), default=0)
-            if longest > self.max_model_len:
+            if longest >= self.max_model_len:  # vLLM generates at least one token
                 raise InputError(
                     f"a request of {longest} tokens is longer than engine.vllm.max_model_len "
-                    f"({self.max_model_len})",
+                    f"({self.max_model_len}) leaves room for",
                     hint="Raise engine.vllm.max_model_len, or shorten the prompts.",
                 )
         llm = self._llm_for(self._active)
