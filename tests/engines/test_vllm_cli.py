@@ -154,3 +154,9 @@ def test_a_bad_vllm_setting_names_its_field(tmp_path: Path) -> None:
     suite = _suite(tmp_path, engine="{kind: vllm, vllm: {tensor_parallel_size: 0}}")
     code, output = _cli("validate", str(suite), "--offline")
     assert code == 2 and "tensor_parallel_size" in output, output
+
+
+def test_a_misspelt_vllm_key_gets_the_right_spelling(tmp_path: Path) -> None:
+    suite = _suite(tmp_path, engine="{kind: vllm, vllm: {tensor_paralel_size: 2}}")
+    code, output = _cli("validate", str(suite), "--offline")
+    assert code == 2 and "Did you mean 'tensor_parallel_size'?" in output, output
