@@ -70,6 +70,12 @@ def preflight(suite: Suite, plan: Plan, *, offline: bool = False) -> None:
         serve = plan.judge is not None and plan.judge.provider.serve
         loc = ("judge", "provider", "serve") if serve else ("judge", "provider")
         raise suite.error(loc, exc.message, exc.hint) from None
+    if suite.config.engine.kind == "vllm":  # vLLM importable, merged models exported
+        from evalkit.engines.vllm_engine_setup import vllm_preflight
+
+        problem = vllm_preflight(suite.config, plan, suite.root, offline=offline)
+        if problem:
+            raise suite.error(*problem)
 
 
 def default_output_dir(suite: Suite, started: datetime) -> Path:

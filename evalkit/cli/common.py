@@ -19,12 +19,16 @@ def _console() -> Any:
 
 
 def _fail(exc: EvalkitError) -> None:
+    from rich.markup import escape
+
     console = _console()
+    # escaped: a message or hint is text, and "[vllm]" in "pip install 'evalkit[vllm]'" is
+    # no markup tag
     console.print(
-        f"[bold red]error:[/] {exc.message}", highlight=False, markup=True, soft_wrap=True
+        f"[bold red]error:[/] {escape(exc.message)}", highlight=False, markup=True, soft_wrap=True
     )
     if exc.hint:
-        console.print(exc.hint, highlight=False, soft_wrap=True)
+        console.print(exc.hint, highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 

@@ -62,6 +62,7 @@ _ENGINES: dict[str, EngineKind] = {}
 BUILTIN_ENGINE_MODULES: dict[str, str] = {
     "hf": "evalkit.engines.hf",
     "openai": "evalkit.engines.openai_engine",
+    "vllm": "evalkit.engines.vllm_engine",
     "scripted": "evalkit.engines.scripted",
 }
 

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from evalkit.suite.engine_config import EngineConfig, ParityConfig  # noqa: F401
+from evalkit.suite.engine_config import EngineConfig, ParityConfig, VllmConfig  # noqa: F401
 
 # the probe kinds; their models are imported by name so typo hints know their keys
 from evalkit.suite.probes_config import (  # noqa: F401

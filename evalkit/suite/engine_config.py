@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictFloat, StrictInt
 
 from evalkit.suite.strict import StrictModel
 
@@ -21,10 +21,38 @@ class ParityConfig(StrictModel):
     min_top1: Annotated[float, Field(ge=0, le=1)] = 0.9
 
 
-class EngineConfig(StrictModel):
-    """Where the variants run: in this process (`hf`) or on a served endpoint (`openai`)."""
+class VllmConfig(StrictModel):
+    """`engine.vllm:`: the in-process vLLM engine (`kind: vllm`, `pip install 'evalkit[vllm]'`,
+    a CUDA GPU). One `vllm.LLM` holds the base; each adapter is a LoRARequest on it."""
 
-    kind: Literal["hf", "openai"] = "hf"
+    tensor_parallel_size: Annotated[StrictInt, Field(ge=1, le=64)] = 1
+    gpu_memory_utilization: Annotated[StrictFloat, Field(gt=0, le=1)] = 0.9
+    max_model_len: Annotated[StrictInt | None, Field(ge=16)] = None
+    max_loras: Annotated[StrictInt | None, Field(ge=1, le=256)] = Field(
+        default=None, description="LoRA slots on the GPU; default: one per adapter"
+    )
+    max_lora_rank: Annotated[StrictInt | None, Field(ge=1, le=512)] = Field(
+        default=None, description="default: the largest adapter rank, rounded up"
+    )
+    dtype: Literal["float16", "bfloat16", "float32"] | None = Field(
+        default=None, description="default: base.dtype"
+    )
+    prompt_logprobs: Annotated[StrictInt, Field(ge=1, le=20)] = Field(
+        default=1, description="top-k asked per prompt position (1 gives the top-1)"
+    )
+    enforce_eager: StrictBool = False
+    seed: StrictInt = 0
+    merged: dict[str, str] = Field(
+        default_factory=dict,
+        description="adapter NAME -> its merged model directory (evalkit merge), for merged:NAME",
+    )
+
+
+class EngineConfig(StrictModel):
+    """Where the variants run: in this process (`hf`), on a served endpoint (`openai`), or
+    in vLLM in this process (`vllm`)."""
+
+    kind: Literal["hf", "openai", "vllm"] = "hf"
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     models: dict[str, str] = Field(
@@ -39,3 +67,4 @@ class EngineConfig(StrictModel):
         default_factory=dict, description="extra request fields, e.g. {repeat_penalty: 1.0}"
     )
     parity: ParityConfig = Field(default_factory=ParityConfig)
+    vllm: VllmConfig = Field(default_factory=VllmConfig)
