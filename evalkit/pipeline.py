@@ -59,10 +59,14 @@ def validate(
 
 
 def preflight(suite: Suite, plan: Plan, *, offline: bool = False) -> None:
-    """Checks of the environment, not of the suite (a judge's API key, its server file),
-    made before any model loads so a missing key fails in a second, not after generation."""
+    """Checks made before any model loads, so a missing key fails in a second, not after
+    generation: of the environment (a judge's API key, its server file), and of the suite's
+    parts that only meet here (`engine.reference` against the engine kind and the tasks)."""
+    from evalkit.engine_stage import check_reference
     from evalkit.errors import InputError
     from evalkit.scoring.judges.core import check_endpoint
+
+    check_reference(suite, plan)  # engine.reference against the engine kind and the tasks
 
     try:
         check_endpoint(plan, offline=offline)
@@ -100,7 +104,7 @@ def run_suite(
     input (before any model loads) and for infrastructure failures. `workers` (default:
     the suite's settings.workers) > 1 splits the engine stage across that many processes
     (evalkit.engines.workers)."""
-    from evalkit.engines.registry import EngineRequest, create_engine
+    from evalkit.engines.registry import EngineRequest
     from evalkit.outputs import write_outputs
 
     started = datetime.now(timezone.utc)
@@ -144,6 +148,8 @@ def run_suite(
         options=cfg.engine.model_dump(),
     )
     engine_meta = None
+    skipped: list[Any] = []  # checks not made (engine.reference: skip), with the reason
+    pre_run: list[str] = []  # warned before the run: in the report too
     if n_workers > 1:  # the workers evaluate; `engine` answers what later stages ask of it
         from evalkit.decide.integrity import PROBE_TEXTS
         from evalkit.engines.workers import run_workers
@@ -160,22 +166,12 @@ def run_suite(
         engine: Any = split.engine
         with timer("integrity"):
             integrity = run_checks(engine, plan, adapter_paths)
-    else:
-        with timer("load"), progress("loading model", 1) as advance:
-            engine = create_engine(kind, request)
-            # a served engine is checked against transformers + peft here (decide/served.py):
-            # the integrity checks run on that reference, and engine_parity compares the two
-            reference = engine if kind == "hf" else create_engine("hf", request)
-            advance(1)
-        with timer("integrity"):
-            integrity = run_checks(reference, plan, adapter_paths)
-            if kind != "hf":
-                from evalkit.decide.served import served_checks
-                from evalkit.plan.probes import probe_data_dir
+    else:  # the engine, its reference and the checks (evalkit/engine_stage.py)
+        from evalkit.engine_stage import engine_stage
 
-                knowledge = probe_data_dir() / "knowledge.jsonl"
-                parity, engine_meta = served_checks(engine, reference, plan, cfg.engine, knowledge)
-                integrity += parity
+        loaded = engine_stage(suite, plan, request, adapter_paths, progress)
+        engine, integrity = loaded.engine, loaded.integrity
+        engine_meta, skipped, pre_run = loaded.meta, loaded.skipped, loaded.warnings
     for r in integrity:
         if not r.passed:
             log.error("integrity check %s failed for %s: %s", r.check, r.variant, r.detail)
@@ -218,6 +214,7 @@ def run_suite(
         else []
     )
     warnings += list(plan.notes)
+    warnings += pre_run
     warnings += [f"{r.check} failed for {r.variant}: {r.detail}" for r in integrity if not r.passed]
     warnings += judge_warnings(judged)
     results = build_results(
@@ -239,6 +236,7 @@ def run_suite(
         scores=scores,
         decision=Decision(comparisons, flags, gates),
         integrity=integrity,
+        skipped=skipped,
         exit_code=code,
         warnings=warnings,
         diagnoses=diagnoses,

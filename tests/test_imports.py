@@ -53,7 +53,9 @@ ALLOWED: dict[str, set[str]] = {
 }
 # The orchestrators wire the stages together and may import any of them (so may the
 # package itself, whose __init__ is the public API: run_suite, load_run, validate).
-ORCHESTRATORS = ("evalkit.pipeline", "evalkit.cli", "evalkit.__main__")
+# engine_stage: the pipeline's engine stage (engine, reference, integrity and parity),
+# split out of pipeline.py; it reads the suite's `engine:` block as the pipeline does.
+ORCHESTRATORS = ("evalkit.pipeline", "evalkit.engine_stage", "evalkit.cli", "evalkit.__main__")
 
 
 def _modules() -> dict[str, Path]:

@@ -131,7 +131,7 @@ def test_build_results_from_stage_values_validates(tmp_path: Path) -> None:
     values = _stage_values(tmp_path)
     results = build_results(**values)
     model = Results.model_validate(report.to_jsonable(results))
-    assert model.schema_version == "1.0"
+    assert model.schema_version == "1.1"  # written by this evalkit
     assert model.stats is not None and model.stats.model_dump() == {
         "seed": 7, "confidence": 0.9, "resamples": 300, "alpha": 0.1}  # fmt: skip
     assert model.confidence == 0.9

@@ -96,6 +96,8 @@ class OpenAIEngine:
 
     def describe(self) -> dict[str, Any]:
         """The engine's settings for results.json (no key, no credentials in the URL)."""
+        from evalkit.engines.server_info import server_identity
+
         return {
             "kind": "openai",
             "endpoint": self.client.settings.endpoint,
@@ -104,6 +106,7 @@ class OpenAIEngine:
             "top_logprobs": self.top_k,
             "prompt_logprobs": self.alignment,
             "extra_body": dict(self.extra_body),
+            **server_identity(self.client.settings),  # base_url, the server's version
         }
 
     def _served(self, variant: str) -> str:

@@ -170,3 +170,84 @@ def training(t: Training | None) -> str:
     if t.settings:
         parts.append(", ".join(f"{k}={_s(v)}" for k, v in t.settings.items()))
     return " · ".join(p for p in parts if p)
+
+
+def engine(doc: Results) -> Row | None:
+    """The served engine of a run whose engine is not hf: what answered (kind, base URL,
+    the server's version), its settings, where the reference ran, and the engine_parity
+    figures against transformers + peft per variant with the tolerances. None for hf runs
+    (no `engine` object)."""
+    e = doc.engine
+    if e is None or e.kind == "hf":
+        return None
+    server = e.server
+    if server is not None and server.version:
+        version = " ".join(x for x in (server.name, server.version) if x)
+        version += f" ({server.source})" if server.source else ""
+    else:
+        version = "not reported" + (
+            f": {server.note}" if server is not None and server.note else ""
+        )
+    ref = e.reference
+    if ref is None:
+        where = ""
+    elif ref.skip:
+        where = "none (engine.reference: skip)"
+    else:
+        where = "transformers + peft on " + " ".join(_s(x) for x in (ref.device, ref.dtype) if x)
+    identity = [
+        ("kind", e.kind),
+        ("base URL", _s(e.base_url or e.endpoint)),
+        ("server", version),
+        ("served models", ", ".join(f"{v} → {m}" for v, m in e.models.items())),
+        ("concurrency", _s(e.concurrency)),
+        ("top logprobs", _s(e.top_logprobs)),
+        ("prompt logprobs read", _s(e.prompt_logprobs)),
+        ("reference", where),
+    ]
+    parity = e.parity
+    rows: list[Row] = []
+    tolerances = ""
+    if parity is not None:
+        t = parity.tolerances
+        tolerances = (
+            f"mean |Δlogprob| ≤ {t.max_mean_abs:g}, max |Δlogprob| ≤ {t.max_abs:g}, top-1 "
+            f"agreement ≥ {t.min_top1 * 100:g}%, on {t.texts} probe texts"
+        )
+        # files from before 1.1 have the verdicts in `integrity` only
+        verdicts = {c.variant: c.passed for c in doc.integrity if c.check == "engine_parity"}
+        for v in [x.name for x in doc.variants] or list(parity.variants):
+            fig = parity.variants.get(v)
+            if fig is None:
+                blank = dict.fromkeys(("tokens", "mean_abs", "max_abs", "top1"), "")
+                base_failed = rows and rows[0]["status"] == "failed"
+                note = "the base failed first: nothing else is trusted" if base_failed else ""
+                rows.append({"variant": v, "status": "not checked", **blank, "note": note})
+                continue
+            top1 = "" if fig.top1 is None else f"{fig.top1 * 100:.1f}%"
+            notes = [f"{fig.unreadable} tokens outside the top-k"] if fig.unreadable else []
+            if fig.readings:  # prompt_logprobs auto: the alignment the base settled
+                notes.append(
+                    "mean |Δ| read "
+                    + ", ".join(f"{a}: {f.fmt_num(x)}" for a, x in fig.readings.items())
+                )
+            rows.append(
+                {
+                    "variant": v,
+                    "status": {True: "passed", False: "failed", None: "not checked"}[
+                        fig.passed if fig.passed is not None else verdicts.get(v)
+                    ],
+                    "tokens": _s(fig.tokens),
+                    "mean_abs": f.fmt_num(fig.mean_abs),
+                    "max_abs": f.fmt_num(fig.max_abs),
+                    "top1": top1,
+                    "note": "; ".join(notes),
+                }
+            )
+    return {
+        "identity": [(k, v) for k, v in identity if v],
+        "unchecked": bool(ref is not None and ref.skip),
+        "unchecked_reason": _s(ref.reason) if ref is not None else "",
+        "tolerances": tolerances,
+        "rows": rows,
+    }

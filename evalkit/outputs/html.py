@@ -140,6 +140,7 @@ def _integrity(doc: Results) -> list[Row]:
             "check": c.check,
             "variant": c.variant,
             "passed": c.passed,
+            "status": "skipped" if c.skipped else ("passed" if c.passed else "failed"),
             "value": f.fmt_num(c.value),
             "tolerance": f.fmt_num(c.tolerance),
             "detail": c.detail,
@@ -160,7 +161,8 @@ def _glance(doc: Results, base: str) -> list[Row]:
                 continue
             if c.variant == v.name and c.verdict in counts:
                 counts[c.verdict] += 1
-        checks = [c for c in doc.integrity if c.variant == v.name]
+        checks = [c for c in doc.integrity if c.variant == v.name and not c.skipped]
+        skipped = sum(c.skipped for c in doc.integrity if c.variant == v.name)
         info = doc.forgetting.get(v.name)
         rows.append(
             {
@@ -169,7 +171,8 @@ def _glance(doc: Results, base: str) -> list[Row]:
                 "counts": counts,
                 "flagged": bool(info and info.flagged),
                 "integrity": (
-                    "—" if not checks else f"{sum(c.passed for c in checks)}/{len(checks)} passed"
+                    ("—" if not checks else f"{sum(c.passed for c in checks)}/{len(checks)} passed")
+                    + (f", {skipped} skipped" if skipped else "")
                 ),
                 "integrity_ok": all(c.passed for c in checks),
             }
@@ -326,7 +329,9 @@ def build_view(
         "flagged": [r["variant"] for r in forgetting if r["flagged"]],
         "diagnoses": _diagnoses(doc),
         "integrity": integrity,
-        "integrity_failed": sum(not c["passed"] for c in integrity),
+        "integrity_failed": sum(c["status"] == "failed" for c in integrity),
+        "integrity_skipped": sum(c["status"] == "skipped" for c in integrity),
+        "engine": _sections.engine(doc),
         "glance": _glance(doc, base),
         "warnings": [_s(w) for w in results.get("warnings") or []],
         "variants": [

@@ -16,6 +16,7 @@ from typing import Any
 from evalkit.decide.diagnosis import Diagnosis, as_jsonable
 from evalkit.decide.gates import Decision
 from evalkit.decide.integrity import IntegrityResult
+from evalkit.decide.served import SkippedCheck
 from evalkit.decide.verdicts import Comparison
 from evalkit.engines.records import Record
 from evalkit.outputs.model import SCHEMA_VERSION
@@ -144,9 +145,12 @@ def build_results(
     exit_code: int,
     warnings: list[str],
     diagnoses: Mapping[str, Diagnosis] | None = None,
+    skipped: list[SkippedCheck] | None = None,
 ) -> dict[str, Any]:
     """`diagnoses`: format drift vs knowledge loss per variant (evalkit.decide.diagnosis),
-    written as each variant's optional `diagnosis`."""
+    written as each variant's optional `diagnosis`. `skipped`: integrity checks the run
+    did not make (engine.reference: skip), written after the others with `skipped: true`,
+    `passed: false` and the reason as their detail."""
     from evalkit import __version__
 
     by_key = {(r.task, r.example_id, r.variant): r for r in records}
@@ -219,6 +223,18 @@ def build_results(
                 "detail": r.detail,
             }
             for r in integrity
+        ]
+        + [
+            {
+                "check": k.check,
+                "variant": k.variant,
+                "passed": False,
+                "skipped": True,
+                "value": None,
+                "tolerance": None,
+                "detail": f"skipped: {k.reason}",
+            }
+            for k in skipped or []
         ],
         "gates": [
             {

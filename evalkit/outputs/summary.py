@@ -72,6 +72,49 @@ def _header(results: Mapping[str, Any]) -> list[str]:
             "check the pipeline; they are not evidence for a release decision.",
             "",
         ]
+    ref = (results.get("engine") or {}).get("reference") or {}
+    if ref.get("skip"):
+        lines += [
+            "> ⚠️ **Served figures not checked against a reference** (engine.reference: "
+            "skip): an engine that drops or swaps an adapter would go unnoticed.",
+            "",
+        ]
+    return lines
+
+
+def _engine(results: Mapping[str, Any]) -> list[str]:
+    """The served engine's parity figures against transformers + peft, per variant."""
+    eng = results.get("engine") or {}
+    parity = eng.get("parity") or {}
+    figures = parity.get("variants") or {}
+    if not figures:
+        return []
+    server = eng.get("server") or {}
+    who = " ".join(md(x) for x in (server.get("name"), server.get("version")) if x)
+    lines = [
+        f"## Engine parity ({md(eng.get('kind'))}"
+        + (f", {who}" if who else "")
+        + ") against transformers + peft",
+        "",
+        "| Variant | Status | Tokens | Mean \\|Δlogprob\\| | Max \\|Δlogprob\\| | Top-1 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for v, fig in figures.items():
+        status = {True: "passed", False: "**failed**"}.get(fig.get("passed"), "")
+        top1 = fig.get("top1")
+        lines.append(
+            f"| {md(v)} | {status} | {md(fig.get('tokens'))} | {f.fmt_num(fig.get('mean_abs'))} "
+            f"| {f.fmt_num(fig.get('max_abs'))} "
+            f"| {'' if f.is_missing(top1) else f'{top1 * 100:.1f}%'} |"
+        )
+    t = parity.get("tolerances") or {}
+    if {"max_mean_abs", "max_abs", "min_top1"} <= set(t):
+        lines += [
+            "",
+            f"Tolerances: mean ≤ {t['max_mean_abs']:g}, max ≤ {t['max_abs']:g} nats per "
+            f"token, top-1 ≥ {t['min_top1'] * 100:g}%.",
+        ]
+    lines.append("")
     return lines
 
 
@@ -119,12 +162,19 @@ def _diagnoses(results: Mapping[str, Any]) -> list[str]:
 
 
 def _integrity(results: Mapping[str, Any]) -> list[str]:
-    checks = results.get("integrity") or []
+    every = results.get("integrity") or []
+    skipped = [c for c in every if c.get("skipped")]
+    checks = [c for c in every if not c.get("skipped")]
     failed = [c for c in checks if not c.get("passed")]
+    note = (
+        [f"**Integrity:** {len(skipped)} checks skipped: {md(skipped[0].get('detail'))}", ""]
+        if skipped
+        else []
+    )
     if not checks:
-        return []
+        return note
     if not failed:
-        return [f"**Integrity:** all {len(checks)} checks passed.", ""]
+        return [f"**Integrity:** all {len(checks)} checks passed.", "", *note]
     lines = [
         "## Integrity failures",
         "",
@@ -136,7 +186,7 @@ def _integrity(results: Mapping[str, Any]) -> list[str]:
             f"| {md(c.get('check'))} | {md(c.get('variant'))} | {f.fmt_num(c.get('value'))} "
             f"| {f.fmt_num(c.get('tolerance'))} | {md(c.get('detail'))} |"
         )
-    return [*lines, ""]
+    return [*lines, "", *note]
 
 
 def _comparison_rows(
@@ -251,7 +301,7 @@ def render_summary(results: Mapping[str, Any], max_bytes: int = 1_000_000) -> st
     results = f.to_jsonable(results)
     meta = f.metric_meta(results)
     head = _header(results) + _gates(results) + _forgetting(results, meta) + _diagnoses(results)
-    head += _integrity(results)
+    head += _integrity(results) + _engine(results)
     warnings = [f"- {md(w)}" for w in results.get("warnings") or []]
     tail = ["## Warnings", "", *warnings, ""] if warnings else []
     core = "\n".join(head) + "\n"

@@ -3,9 +3,9 @@ endpoint, in vLLM) and how a served engine is checked against transformers + pef
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, model_validator
 
 from evalkit.suite.strict import StrictModel
 
@@ -19,6 +19,35 @@ class ParityConfig(StrictModel):
     max_mean_abs: Annotated[float, Field(gt=0)] = 0.1
     max_abs: Annotated[float, Field(gt=0)] = 2.0
     min_top1: Annotated[float, Field(ge=0, le=1)] = 0.9
+
+
+class ReferenceConfig(StrictModel):
+    """Where the local transformers + peft reference of a served engine runs. Unset fields
+    take the base's (`base.device`, `base.dtype`: an fp32 reference by default); `device:
+    cuda` puts a base too large for the client's CPU on its GPU. `reference: skip` (read
+    as `skip: true`) builds none: engine_parity is not checked, and the run says so."""
+
+    skip: StrictBool = False
+    device: Literal["auto", "cpu", "cuda"] | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _skip_or_mapping(cls, value: Any) -> Any:
+        if value == "skip":
+            return {"skip": True}
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"got {value!r}; expected `skip` or a mapping such as {{device: cuda}} "
+                "(device: auto|cpu|cuda, dtype: float32|bfloat16|float16)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _nothing_beside_skip(self) -> ReferenceConfig:
+        if self.skip and (self.device or self.dtype):
+            raise ValueError("`skip` builds no reference: leave out device and dtype")
+        return self
 
 
 class VllmConfig(StrictModel):
@@ -68,3 +97,4 @@ class EngineConfig(StrictModel):
     )
     parity: ParityConfig = Field(default_factory=ParityConfig)
     vllm: VllmConfig = Field(default_factory=VllmConfig)
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)

@@ -19,6 +19,14 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from evalkit.outputs.model._base import _KEYWORDS, Part
+from evalkit.outputs.model.engine import (
+    EngineInfo,
+    Parity,
+    ParityFigures,
+    ParityTolerances,
+    ReferenceInfo,
+    ServerInfo,
+)
 from evalkit.outputs.model.figures import (
     Comparison,
     Forgetting,
@@ -58,6 +66,7 @@ __all__ = [
     "Comparison",
     "Diagnosis",
     "DiagnosisEvidence",
+    "EngineInfo",
     "Fingerprints",
     "Forgetting",
     "ForgettingProbe",
@@ -66,12 +75,17 @@ __all__ = [
     "Judge",
     "Judgment",
     "MetricValue",
+    "Parity",
+    "ParityFigures",
+    "ParityTolerances",
     "ProfileRow",
+    "ReferenceInfo",
     "Reliability",
     "Results",
     "RunError",
     "RunInfo",
     "Sample",
+    "ServerInfo",
     "Stats",
     "SuiteInfo",
     "Sweep",
@@ -88,7 +102,10 @@ __all__ = [
     "schema_text",
 ]
 
-SCHEMA_VERSION = "1.0"
+# 1.1: the typed `engine` object (server version, reference, parity figures with their
+# verdicts) and integrity checks marked `skipped`.
+SCHEMA_VERSION = "1.1"
+LEGACY_VERSION = "1.0"  # what a file from before "MAJOR.MINOR" reads as
 SCHEMA_MAJOR = 1
 _SCHEMA_ID = "urn:evalkit:results:1"
 
@@ -138,8 +155,11 @@ class Results(Part):
     profile: list[ProfileRow] | None = Field(
         None, description="Where the run's time went: one row per stage."
     )
-    engine: dict[str, Any] | None = Field(
-        None, description="The engine that produced the records: name, version, settings."
+    engine: EngineInfo | None = Field(
+        None,
+        description="The engine that produced the records, for runs whose engine is not hf: "
+        "kind, endpoint, served model names, the server's version, settings, the local "
+        "reference and the engine_parity figures.",
     )
     warnings: list[str]
     exit_code: Literal[0, 1, 2, 3]
@@ -154,7 +174,7 @@ def normalize_version(version: Any) -> str | None:
     """`schema_version` as "MAJOR.MINOR": the integer 1 and a missing version (files from
     before the string form) read as "1.0". None when it is neither."""
     if version is None or (type(version) is int and version == SCHEMA_MAJOR):
-        return SCHEMA_VERSION
+        return LEGACY_VERSION
     if isinstance(version, str):
         major, dot, minor = version.partition(".")
         if major.isdigit() and (not dot or minor.isdigit()):

@@ -92,6 +92,11 @@ class Integrity(Part):
     value: Number | None
     tolerance: Number | None
     detail: str
+    skipped: bool = Field(
+        False,
+        description="true when the check was not made (engine.reference: skip); passed is "
+        "then false and detail says why. Absent in files from before 1.1.",
+    )
 
 
 class Gate(Part):
