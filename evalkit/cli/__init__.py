@@ -134,7 +134,12 @@ def _print_outcome(results: dict[str, Any], out_dir: Path, *, quiet: bool = Fals
             probes = ", ".join(f"{p['task']}/{p['metric']}" for p in f["probes"])
             console.print(f"[bold red]forgetting[/] {variant}: {probes}", highlight=False)
     for check in results["integrity"]:
-        if not check["passed"]:
+        if check.get("skipped"):  # said once before the run, as a warning
+            console.print(
+                f"[yellow]integrity[/] {check['check']} {check['variant']}: {check['detail']}",
+                highlight=False,
+            )
+        elif not check["passed"]:
             console.print(
                 f"[bold red]integrity[/] {check['check']} {check['variant']}: {check['detail']}",
                 highlight=False,
