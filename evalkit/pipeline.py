@@ -213,7 +213,6 @@ def run_suite(
         if limit is not None
         else []
     )
-    warnings += list(plan.notes)
     warnings += pre_run
     warnings += [f"{r.check} failed for {r.variant}: {r.detail}" for r in integrity if not r.passed]
     warnings += judge_warnings(judged)

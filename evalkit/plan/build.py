@@ -11,7 +11,6 @@ from evalkit.errors import DataError, SuiteError
 from evalkit.plan.datasets import check_rows, load_rows
 from evalkit.plan.probes import BUILTIN_PROBES, build_kind_probe, builtin_probes
 from evalkit.plan.prompts import prompt_environment, template_columns
-from evalkit.plan.smoke import smoke_tasks
 from evalkit.plan.types import (
     Example,
     GateSpec,
@@ -179,11 +178,6 @@ def build_plan(
             continue
         extra = build_golden_task(suite, t, ("probes", "extra", i), limit)
         probes.append(dataclasses.replace(extra, kind="probe"))
-    notes: list[str] = []
-    if limit is not None:
-        tasks, notes = smoke_tasks(tasks)
-        probes, probe_notes = smoke_tasks(probes)
-        notes += probe_notes
     stats = StatsSettings(
         seed=cfg.settings.seed if seed is None else seed,
         confidence=cfg.settings.confidence,
@@ -198,7 +192,6 @@ def build_plan(
         integrity=_integrity(cfg),
         judge=_judge(cfg),
         root=suite.root,
-        notes=tuple(notes),
     )
     return dataclasses.replace(plan, gates=_gates(suite, plan))
 

@@ -160,8 +160,6 @@ class Plan:
     judge: JudgeSettings | None = None
     # the suite's folder: relative model, adapter and judge paths resolve against it
     root: Path | None = None
-    # what the plan changed that the run's warnings must say (a smoke run's cuts)
-    notes: tuple[str, ...] = ()
 
     def task(self, name: str) -> TaskPlan | None:
         return next((t for t in self.tasks if t.name == name), None)
