@@ -45,7 +45,6 @@ from evalkit.engines.chat import end_of_turn, render_chat
 from evalkit.engines.openai_client import (
     Completion,
     CompletionClient,
-    EngineServerError,
     NoPromptLogprobs,
 )
 from evalkit.engines.prompt_logprobs import PromptReader, TopK
@@ -301,17 +300,6 @@ class OpenAIEngine(ServedRolling):
         if answers is None:
             return [([], why) for _ in seqs]
         return self.read_answers(answers, seqs, starts)
-
-    def token_logprobs(
-        self, seqs: list[list[int]], starts: list[int], progress: Progress | None = None
-    ) -> list[list[float]]:
-        """As `scores`, raising where a value cannot be read."""
-        out = []
-        for lp, why in self.scores(seqs, starts, progress):
-            if why:
-                raise EngineServerError(why)
-            out.append(lp)
-        return out
 
     def _first_after(self, seqs: list[list[int]], starts: list[int]) -> dict[int, TopK]:
         """A shifted server nulls the distribution after the first token; a one-token
