@@ -134,58 +134,42 @@ def test_unreadable_rolling_text_is_unscored_not_refused(server: str) -> None:
     assert ok[0].reason is None and -6.0 < ok[0].logprob < -2.0
 
 
-def test_a_server_without_prompt_logprobs_leaves_them_unscored(tmp_path: Path) -> None:
+def test_a_server_without_prompt_logprobs_leaves_them_unscored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """llama.cpp without --logits_all refuses logprobs (http 500, naming them): no retry,
     and every metric read from log-likelihoods is unscored with the server's words; the
-    run's warnings name them; generation still works."""
-    from evalkit.engines.evaluate import evaluate
-    from evalkit.outputs.results import build_results
-    from evalkit.pipeline import _no_progress
-    from evalkit.plan.build import build_plan
-    from evalkit.scoring.score import score, unscored_by_engine
-    from evalkit.suite.loader import load_suite
+    run's warnings name them; generation still works. (`engine.reference: skip`: the
+    parity check needs prompt logprobs too, so without it the run would stop there.)"""
+    from evalkit.pipeline import run_suite
 
-    suite = _suite(tmp_path, "http://127.0.0.1:1/v1", variants="[base]", api="completions")
-    plan = build_plan(load_suite(suite))
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
+    why = "logprobs is not supported for models created with logits_all=False"
     with llama_models(["smollm2"], logits_all=False) as served:
         eng = _engine(served.url, models={"base": "smollm2", "legal-r16": "smollm2"})
-        records = evaluate(plan, eng, _no_progress)
-        # one refused echo, not retried; later requests are not sent
-        assert eng.client.stats.attempts == eng.client.stats.calls
-    scores = score(plan, records)
-    ppl = scores[("qa", "reference_perplexity", "base")]
-    assert ppl.n_scored == 0 and all(
-        "logprobs is not supported for models created with logits_all=False" in r
-        for r in ppl.reasons.values()
-    )
-    assert scores[("qa", "contains", "base")].n_scored == 3  # generation is unaffected
-    docs = {m: scores[("docs", m, "base")] for m in ("perplexity", "kl_from_base")}
-    assert all(d.n_scored == 0 for d in docs.values())
-    lines = unscored_by_engine(plan, records)
-    assert any(x.startswith("qa/reference_perplexity for base: 3 of 3 unscored") for x in lines)
-    assert any(x.startswith("docs/kl_from_base for base: 2 of 2 unscored") for x in lines)
-    # in results.json each metric row says why
-    from evalkit.decide.gates import Decision
-
-    doc = build_results(
-        plan=plan,
-        suite_meta={"name": "s", "path": str(suite), "sha256": "0", "text": ""},
-        run_meta={},
-        base_meta={},
-        adapters={},
-        fingerprints={},
-        records=records,
-        scores=scores,
-        decision=Decision([], {}, []),
-        integrity=[],
-        exit_code=0,
-        warnings=lines,
-    )
-    row = next(m for m in doc["metrics"] if m["metric"] == "reference_perplexity")
-    assert row["n_unscored"] == 3 and "logits_all=False" in next(iter(row["unscored_reasons"]))
+        got = eng.loglikelihood([(PROMPTS[0], "Paris"), (PROMPTS[1], "Blue")])
+        assert all(math.isnan(g.logprob) and why in (g.reason or "") for g in got)
+        # the batch's requests refused once each, not retried; later ones are not sent
+        assert eng.client.stats.attempts == eng.client.stats.calls == 2
+        assert eng.loglikelihood([(PROMPTS[2], "Rent.")])[0].reason
+        assert eng.client.stats.calls == 2
+        path = _suite(
+            tmp_path, served.url, variants="[base]", api="completions", skip_reference=True
+        )
+        out = run_suite(path, output_dir=tmp_path / "out")
+    assert out.exit_code == 0, out.results["warnings"]
+    rows = {(m["task"], m["metric"]): m for m in out.results["metrics"]}
+    for key in [("qa", "reference_perplexity"), ("docs", "perplexity"), ("docs", "kl_from_base")]:
+        assert rows[key]["n"] == 0 and why in next(iter(rows[key]["unscored_reasons"])), key
+    assert rows[("qa", "contains")]["n"] == 3  # generation is unaffected
+    warnings = out.results["warnings"]
+    assert any(w.startswith("qa/reference_perplexity for base: 3 of 3 unscored") for w in warnings)
+    assert any(w.startswith("docs/kl_from_base for base: 2 of 2 unscored") for w in warnings)
+    # nothing unscored was cached: a rerun against a server that can answer computes it
+    assert out.results["run"]["cache"]["computed"] == 3 + 3 + 2
 
 
-def _suite(d: Path, url: str, *, variants: str, api: str) -> Path:
+def _suite(d: Path, url: str, *, variants: str, api: str, skip_reference: bool = False) -> Path:
     write_jsonl(
         d / "qa.jsonl",
         [
@@ -197,6 +181,8 @@ def _suite(d: Path, url: str, *, variants: str, api: str) -> Path:
     (d / "docs").mkdir(exist_ok=True)
     for p, text in zip(PROSE, TEXTS, strict=True):
         (d / "docs" / p.name).write_text(text, encoding="utf-8")
+    # without a reference nothing settles the alignment: llama-cpp-python's is shifted
+    reference = "  reference: skip\n  prompt_logprobs: shifted" if skip_reference else ""
     path = d / "served.yaml"
     path.write_text(
         f"""
@@ -216,6 +202,7 @@ engine:
   max_retries: 1
   extra_body: {{repeat_penalty: 1.0}}
   parity: {{texts: 8, max_mean_abs: 0.15}}
+{reference}
 tasks:
   - name: qa
     data: {{path: qa.jsonl}}
