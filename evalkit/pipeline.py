@@ -28,7 +28,7 @@ from evalkit.paths import cache_dir, check_output_dir
 from evalkit.plan.build import build_plan
 from evalkit.plan.types import Plan
 from evalkit.profile import profiled, run_profile, timer
-from evalkit.scoring.score import score
+from evalkit.scoring.score import approximated, score, unscored_by_engine
 from evalkit.suite.loader import Suite, load_suite
 from evalkit.training.declared import resolve_adapters
 
@@ -216,6 +216,13 @@ def run_suite(
     warnings += pre_run
     warnings += [f"{r.check} failed for {r.variant}: {r.detail}" for r in integrity if not r.passed]
     warnings += judge_warnings(judged)
+    # what the engine could not compute (unscored, with the reason) or only approximated
+    engine_notes = unscored_by_engine(plan, records) + approximated(
+        plan, (engine_meta or {}).get("approximations") or {}
+    )
+    for note in engine_notes:
+        log.warning("%s", note)
+    warnings += engine_notes
     results = build_results(
         plan=plan,
         suite_meta={

@@ -32,10 +32,17 @@ class Served:
 
 @contextmanager
 def llama_models(
-    aliases: list[str], *, port: int | None = None, n_ctx: int = 1024
+    aliases: list[str],
+    *,
+    port: int | None = None,
+    n_ctx: int = 1024,
+    logits_all: bool = True,
+    loras: dict[str, Path] | None = None,
 ) -> Iterator[Served]:
     """Serve the default GGUF as each alias; yield it (its /v1 base URL and process); stop
-    it after."""
+    it after. `logits_all=False`: a server that keeps no prompt logits, so it cannot answer
+    `echo` + `logprobs`. `loras`: alias -> a LoRA GGUF (tests/served_lora.py) that alias
+    serves applied to the base."""
     gguf = str(resolve_gguf("builtin:smollm2-135m-instruct"))
     port = port or free_port()
     work = Path(tempfile.mkdtemp(prefix="evalkit-served-"))
@@ -49,8 +56,9 @@ def llama_models(
                 "n_ctx": n_ctx,
                 "n_threads": 1,
                 "n_threads_batch": 1,
-                "logits_all": True,
+                "logits_all": logits_all,
                 "verbose": False,
+                **({"lora_path": str(loras[a])} if loras and a in loras else {}),
             }
             for a in aliases
         ],

@@ -6,14 +6,15 @@ with the same weights de-quantized to fp32. Measured here: per-token |Δlogprob|
 on average on probe text (max about 0.4), and greedy outputs that can part at near ties.
 
 One server per module (1 thread, n_ctx 1024): `smollm2` is the base, and `legal-r16` is the
-base served under the adapter's name (an engine that dropped the adapter). A real LoRA could
-not be served here: llama.cpp's convert_lora_to_gguf.py is not shipped with
-llama-cpp-python, and no source tree of llama.cpp is on these machines.
+base served under the adapter's name (an engine that dropped the adapter). A real LoRA is
+served in tests/engines/test_served_modes.py: llama.cpp's convert_lora_to_gguf.py is not
+shipped with llama-cpp-python, so tests/served_lora.py writes the adapter's GGUF itself.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -122,12 +123,12 @@ def test_parity_reads_the_shift_and_passes_the_base(server: str, hf: object) -> 
     assert f.mean_abs < 0.1 and f.top1 >= 0.9
 
 
-def test_rolling_refuses_what_a_shifted_top_k_does_not_cover(server: str) -> None:
-    from evalkit.engines.openai_client import EngineServerError
-
+def test_rolling_leaves_what_a_shifted_top_k_does_not_cover_unscored(server: str) -> None:
     eng = _engine(server, top_logprobs=5)
-    with pytest.raises(EngineServerError, match="outside the top-5"):
-        eng.rolling_nll(["The river rose after three days of rain, and the village moved."])
+    [got] = eng.rolling_nll(["The river rose after three days of rain, and the village moved."])
+    # no number: the reason instead (the metric is unscored with it, the run goes on)
+    assert math.isnan(got.logprob) and got.n_tokens == 14
+    assert "outside the server's top-5 prompt logprobs" in (got.reason or "")
 
 
 QA2 = """  - name: qa2

@@ -15,24 +15,28 @@ from evalkit.errors import InputError
 
 
 def refuse_unsupported(kind: str, needs: dict[str, set[str]]) -> None:
-    """Exit 2 before any request when a task needs what the engine kind cannot give."""
+    """Exit 2 before any request when a task needs what the engine kind cannot compute at
+    all (a config error). What a served engine cannot compute for some texts or on some
+    servers (prompt logprobs refused, a token outside a shifted server's top-k, chat
+    completions) is not refused: those metrics are unscored with the reason. The KL probe
+    runs on served engines, approximated from top-k logprobs (a lower bound)."""
     from evalkit.engines.registry import engine_kind
 
     caps = engine_kind(kind).capabilities
-    missing = {
+    can = {
         "rolling_kl": caps.kl,
         "loglikelihood": caps.loglikelihood,
         "choice": caps.loglikelihood,
         "rolling": caps.rolling,
         "generate": caps.generate,
     }
-    bad = sorted(t for t, n in needs.items() if any(not missing.get(x, True) for x in n))
+    bad = {t: sorted(x for x in n if not can.get(x, True)) for t, n in needs.items()}
+    bad = {t: x for t, x in bad.items() if x}
     if bad:
+        which = "; ".join(f"{t} ({', '.join(x)})" for t, x in sorted(bad.items()))
         raise InputError(
-            f"engine kind '{kind}' cannot compute what task(s) {', '.join(bad)} need "
-            "(KL against the base needs full distributions, which a server does not return)",
-            hint="Leave those probes out (e.g. probes.builtin without prose-kl), or use "
-            "engine kind hf.",
+            f"engine kind '{kind}' cannot compute what these tasks need: {which}",
+            hint="Leave those tasks or probes out, or use engine kind hf.",
         )
 
 

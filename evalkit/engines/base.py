@@ -28,10 +28,13 @@ class ChatPrompt:
 
 @dataclass(frozen=True)
 class LogLikelihood:
-    """Sum of log-probabilities of a continuation's tokens, and how many there were."""
+    """Sum of log-probabilities of a continuation's tokens, and how many there were.
+    `reason`: why the engine could not compute it (logprob is then NaN, never a guess);
+    the metrics built on it are unscored with that reason."""
 
     logprob: float
     n_tokens: int
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class RollingScore:
     kl: float
     kl_tokens: int  # the tokens the KL is summed over (a text's first ones; see hf_scoring)
     top1: int | None = None
+    reason: str | None = None  # why the NLL could not be computed (nll is then NaN)
+    kl_reason: str | None = None  # why the KL and top-1 could not be (kl is then NaN)
 
 
 # open-shift counts a token as shifted when it is outside the base's top OPEN_SHIFT_TOP_K

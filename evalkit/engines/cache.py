@@ -113,6 +113,10 @@ def _shared_connection(db: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
+def _unscored(value: Any) -> bool:
+    return bool(getattr(value, "reason", None) or getattr(value, "kl_reason", None))
+
+
 def request_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -157,7 +161,11 @@ class CachedEngine:
         if progress and len(keys) > len(missing):
             progress(len(keys) - len(missing))
         fresh = compute(missing) if missing else []
-        self.cache.put_many({keys[i]: encode(v) for i, v in zip(missing, fresh, strict=True)})
+        # a result the engine could not compute (it carries a reason) is not kept: a rerun
+        # against a server that can answer computes it
+        self.cache.put_many(
+            {keys[i]: encode(v) for i, v in zip(missing, fresh, strict=True) if not _unscored(v)}
+        )
         merged = {keys[i]: v for i, v in zip(missing, fresh, strict=True)}
         return [merged[k] if k in merged else decode(found[k]) for k in keys]
 

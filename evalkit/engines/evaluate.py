@@ -64,19 +64,32 @@ def _run_task(
                     recs[ex.id].shift_outside, recs[ex.id].shift_tokens = sh.outside, sh.n_tokens
             else:
                 advance(len(task.examples))
+        # A result with a reason is one the engine could not compute (a server without
+        # prompt logprobs, a token outside its top-k): the record keeps the reason and no
+        # value, and the metrics that need it are unscored with that reason.
         if "loglikelihood" in task.needs:
             pairs = [(p, ex.reference or "") for p, ex in zip(prompts, task.examples, strict=True)]
             for ex, ll in zip(
                 task.examples, engine.loglikelihood(pairs, progress=advance), strict=True
             ):
-                recs[ex.id].ref_logprob, recs[ex.id].ref_tokens = ll.logprob, ll.n_tokens
+                rec = recs[ex.id]
+                rec.ref_tokens = ll.n_tokens
+                if ll.reason:
+                    rec.mark_unscored("loglikelihood", ll.reason)
+                else:
+                    rec.ref_logprob = ll.logprob
         if "choice" in task.needs:
             reqs = [
                 (p, c) for p, ex in zip(prompts, task.examples, strict=True) for c in ex.choices
             ]
             scores = iter(engine.loglikelihood(reqs))
             for ex in task.examples:
-                recs[ex.id].choice_logprobs = [next(scores).logprob for _ in ex.choices]
+                options = [next(scores) for _ in ex.choices]
+                why = next((o.reason for o in options if o.reason), None)
+                if why:
+                    recs[ex.id].mark_unscored("choice", why)
+                else:
+                    recs[ex.id].choice_logprobs = [o.logprob for o in options]
             advance(len(task.examples))
         if "rolling_kl" in task.needs:  # one pass gives the NLL and the KL
             texts = [ex.text or "" for ex in task.examples]
@@ -84,12 +97,23 @@ def _run_task(
                 task.examples, engine.rolling_kl(texts, progress=advance), strict=True
             ):
                 rec = recs[ex.id]
-                rec.nll, rec.n_tokens = rs.nll, rs.n_tokens
-                rec.kl, rec.kl_tokens, rec.top1 = rs.kl, rs.kl_tokens, rs.top1
+                rec.n_tokens, rec.kl_tokens = rs.n_tokens, rs.kl_tokens
+                if rs.reason:
+                    rec.mark_unscored("rolling", rs.reason)
+                else:
+                    rec.nll = rs.nll
+                if rs.kl_reason:
+                    rec.mark_unscored("rolling_kl", rs.kl_reason)
+                else:
+                    rec.kl, rec.top1 = rs.kl, rs.top1
         elif "rolling" in task.needs:
             texts = [ex.text or "" for ex in task.examples]
             for ex, ll in zip(
                 task.examples, engine.rolling_nll(texts, progress=advance), strict=True
             ):
-                recs[ex.id].nll, recs[ex.id].n_tokens = ll.logprob, ll.n_tokens
+                recs[ex.id].n_tokens = ll.n_tokens
+                if ll.reason:
+                    recs[ex.id].mark_unscored("rolling", ll.reason)
+                else:
+                    recs[ex.id].nll = ll.logprob
     yield from recs.values()

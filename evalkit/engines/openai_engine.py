@@ -1,46 +1,75 @@
-"""The `openai` engine: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI) through
-`/v1/completions`, each variant a served model name (`engine.models`).
+"""The `openai` engine: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, TGI), each
+variant a served model name (`engine.models`).
 
-- Generation is greedy (temperature 0) on the base's chat template applied here, with the
-  base's tokenizer (`base:`), so served and local runs see the same prompt text.
-- Log-likelihoods come from prompt logprobs (`echo: true`, `logprobs: k`). The server's
-  tokens are mapped back to the base tokenizer's; where they do not line up the request
-  is refused (exit 3), never scored on other tokens.
-- Prompt logprobs are read `aligned` (OpenAI's meaning: entry j is log p(token j | tokens
-  before it)) or `shifted` (llama-cpp-python 0.3.36 gives, at entry j, the distribution
-  *after* token j). Shifted servers are realigned from the previous entry's top-k; a token
-  outside it is refused. `auto` leaves the choice to the parity check, which measures both
-  readings against transformers (evalkit.decide.parity).
-- KL against the base and full logits are not available from a server: the engine
-  declares so, and a plan that needs them is refused before the run.
+- Generation is greedy (temperature 0). `engine.api: completions` (the default) applies
+  the base's chat template here, with the base's tokenizer (`base:`), and sends the text
+  to `/v1/completions`, so served and local runs see the same prompt text.
+  `engine.api: chat` sends the system and user turns to `/v1/chat/completions` and the
+  server applies its own template (for servers that must).
+- Log-likelihoods come from prompt logprobs (`echo: true`, `logprobs: k` on
+  `/v1/completions`), mapped back to the base tokenizer's tokens (engines.prompt_logprobs);
+  where the server's tokens do not line up the request is refused (exit 3), never scored
+  on other tokens. Prompt logprobs are read `aligned` or `shifted` (llama-cpp-python); `auto`
+  leaves the choice to the parity check (evalkit.decide.parity).
+- What cannot be read is unscored with the reason, never a number: a server that cannot
+  return prompt logprobs (all log-likelihood metrics), a text with a token outside a
+  shifted server's top-k (that text's perplexity), and in chat mode the log-likelihood of
+  a reference or an option given a chat prompt: chat completions return no prompt
+  logprobs on a generic server, and the client cannot know the server's template. Texts
+  scored without a template (rolling perplexity, the KL probe, the parity check) still go
+  through `/v1/completions` in chat mode. (vLLM's chat completions take `prompt_logprobs:
+  k` as an extra parameter and answer with `prompt_logprobs` and `prompt_token_ids` over
+  the templated prompt; sent with the reference as a final assistant message,
+  `add_generation_prompt: false` and `continue_final_message: true`, it would give the
+  reference's log-likelihood under the server's template. Not built: llama.cpp's server,
+  the one these tests can run, has no such field.)
+- The KL probe (`rolling_kl`) is computed from the base's and the variant's top-k prompt
+  logprobs at the same positions: a lower bound on KL(base ‖ variant), derived in
+  evalkit.engines.served_kl, and marked approximated in results.json (`engine.
+  approximations`) and the run's warnings. The base's top-k is taken once per text and
+  reused for every variant. Full logits and open-shift are not available from a server:
+  the engine declares so (those checks use the local reference, that metric is unscored).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
-from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
+from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, TopKShift
 from evalkit.engines.chat import end_of_turn, render_chat
-from evalkit.engines.openai_client import Completion, CompletionClient, EngineServerError
+from evalkit.engines.openai_client import (
+    Completion,
+    CompletionClient,
+    NoPromptLogprobs,
+)
+from evalkit.engines.prompt_logprobs import PromptReader, TopK
 from evalkit.engines.registry import EngineCapabilities
+from evalkit.engines.served_rolling import ServedRolling
 from evalkit.errors import InputError
 from evalkit.paths import digest_files
 
 log = logging.getLogger(__name__)
 
-ROLLING_WINDOW = 1024
-# A server returns top-k logprobs, not distributions: no KL against the base, no full
-# logits, no open-shift (the base's top-k over another variant's answers is not asked for).
-SERVED_CAPABILITIES = EngineCapabilities(kl=False, probe_logits=False, open_shift=False)
+# A server returns top-k logprobs, not distributions: the KL is approximated from them (a
+# lower bound), there are no full logits, and no open-shift (the base's top-k over another
+# variant's answers is not asked for).
+SERVED_CAPABILITIES = EngineCapabilities(kl=True, probe_logits=False, open_shift=False)
 ALIGNMENTS = ("auto", "aligned", "shifted")
+APIS = ("completions", "chat")
+
+NO_CHAT_LOGPROBS = (
+    "engine.api is chat: the server applies its own chat template and its chat "
+    "completions return no prompt logprobs, so log p(continuation | prompt) cannot be "
+    "read (use engine.api: completions to score it)"
+)
 
 
-class OpenAIEngine:
+class OpenAIEngine(ServedRolling):
     """An Engine over a served endpoint; see the module docstring."""
 
     def __init__(self, request: Any) -> None:
@@ -72,17 +101,29 @@ class OpenAIEngine:
         self.top_k = int(opts.get("top_logprobs", 20))
         self.extra_body: dict[str, Any] = dict(opts.get("extra_body") or {})
         self.alignment: str = str(opts.get("prompt_logprobs", "auto"))
+        self.api: str = str(opts.get("api") or "completions")
+        if self.api not in APIS:
+            raise InputError(f"engine.api must be one of {', '.join(APIS)}, not {self.api!r}")
         self.tokenizer = AutoTokenizer.from_pretrained(
             resolve_model(request.base, relative_to=request.relative_to).source
         )
+        self.reader = PromptReader(self.tokenizer, self.top_k, settings.endpoint)
         self._adapter_fp = {
             n: digest_files([p / "adapter_config.json", p / "adapter_model.safetensors"])
             for n, p in request.adapters.items()
         }
         self._active = "base"
-        self._ambiguous_pieces: set[str] | None = None
+        # served model -> why it gives no prompt logprobs, once it refused: not asked again
+        self._no_logprobs: dict[str, str] = {}
+        ServedRolling.__init__(self)
         # read by capabilities_of(): metrics needing these are unscored, saying why
-        self.capabilities = SERVED_CAPABILITIES
+        self.capabilities = (
+            SERVED_CAPABILITIES
+            if self.api == "completions"
+            else EngineCapabilities(
+                loglikelihood=False, kl=True, probe_logits=False, open_shift=False
+            )
+        )
         self.device = _Device()
 
     # -- identity ---------------------------------------------------------------------
@@ -90,9 +131,10 @@ class OpenAIEngine:
     def fingerprint(self, variant: str) -> str:
         # The served name and what the suite declares it to be: the host is left out so a
         # restarted server (another port) reuses the finished work in the result cache.
+        # The api changes the prompt text, top_logprobs the KL's approximation.
         served = self._served(variant)
         declared = self._adapter_fp.get(variant.removeprefix("merged:"), "")
-        return f"openai:{self.name}:{served}:{declared}:{self.alignment}"
+        return f"openai:{self.name}:{served}:{declared}:{self.alignment}:{self.api}:top{self.top_k}"
 
     def describe(self) -> dict[str, Any]:
         """The engine's settings for results.json (no key, no credentials in the URL)."""
@@ -101,12 +143,24 @@ class OpenAIEngine:
         return {
             "kind": "openai",
             "endpoint": self.client.settings.endpoint,
+            "api": self.api,
             "models": dict(self.models),
             "concurrency": self.client.settings.concurrency,
             "top_logprobs": self.top_k,
             "prompt_logprobs": self.alignment,
             "extra_body": dict(self.extra_body),
             **server_identity(self.client.settings),  # base_url, the server's version
+            "approximations": self.approximations(),
+        }
+
+    def approximations(self) -> dict[str, str]:
+        """Request kind (a metric's `needs`) -> how this engine approximates it."""
+        return {
+            "rolling_kl": (
+                f"KL(base‖variant) is a lower bound from the base's and the variant's "
+                f"top-{self.top_k} prompt logprobs at each position (evalkit/engines/"
+                "served_kl.py); top-1 agreement compares the two top-1 pieces"
+            )
         }
 
     def _served(self, variant: str) -> str:
@@ -148,15 +202,20 @@ class OpenAIEngine:
         from evalkit.engines.hf import _cut_at_stops
 
         stops = [s for s in (*stop, end_of_turn(self.tokenizer)) if s]
+        chat = self.api == "chat"
         bodies = [
             self._body(
-                prompt=render_chat(self.tokenizer, p.user, system=p.system),
+                **(
+                    {"messages": _messages(p)}
+                    if chat
+                    else {"prompt": render_chat(self.tokenizer, p.user, system=p.system)}
+                ),
                 max_tokens=max_new_tokens,
                 stop=stops[:4],  # the OpenAI API takes at most four; the rest are cut here
             )
             for p in prompts
         ]
-        out = self.client.complete_all(bodies, progress)
+        out = self.client.complete_all(bodies, progress, chat=chat)
         return [_cut_at_stops(c.text, stops, self.tokenizer) for c in out]
 
     def _encode_chat(self, prompt: ChatPrompt) -> list[int]:
@@ -166,52 +225,22 @@ class OpenAIEngine:
     def loglikelihood(
         self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
     ) -> list[LogLikelihood]:
+        tok = self.tokenizer
+        conts = [list(tok(c, add_special_tokens=False)["input_ids"]) for _, c in requests]
+        if self.api == "chat":  # the server's template is not ours to reproduce
+            if progress:
+                progress(len(requests))
+            return [LogLikelihood(math.nan, len(c), NO_CHAT_LOGPROBS) for c in conts]
         seqs, starts = [], []
-        for prompt, cont in requests:
+        for (prompt, _), c in zip(requests, conts, strict=True):
             ctx = self._encode_chat(prompt)
-            c = list(self.tokenizer(cont, add_special_tokens=False)["input_ids"])
             seqs.append(ctx + c)
             starts.append(len(ctx))
-        per_token = self.token_logprobs(seqs, starts, progress=progress)
+        read = self.scores(seqs, starts, progress=progress)
         return [
-            LogLikelihood(sum(lp), len(s) - st)
-            for lp, s, st in zip(per_token, seqs, starts, strict=True)
+            LogLikelihood(math.nan, len(c), why) if why else LogLikelihood(sum(lp), len(c))
+            for (lp, why), c in zip(read, conts, strict=True)
         ]
-
-    def rolling_nll(
-        self, texts: list[str], *, progress: Progress | None = None
-    ) -> list[LogLikelihood]:
-        # As the hf engine: every token predicted once, the first from a separator token,
-        # windows of ROLLING_WINDOW tokens each opened by the last token of the one before.
-        sep = int(self.tokenizer.eos_token_id)
-        seqs: list[list[int]] = []
-        owner: list[int] = []
-        counts = []
-        for t, text in enumerate(texts):
-            ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            counts.append(len(ids))
-            prev = sep
-            for start in range(0, len(ids), ROLLING_WINDOW - 1):
-                chunk = ids[start : start + ROLLING_WINDOW - 1]
-                seqs.append([prev, *chunk])
-                owner.append(t)
-                prev = chunk[-1]
-        per_token = self.token_logprobs(seqs, [1] * len(seqs))
-        nll = [0.0] * len(texts)
-        for t, lp in zip(owner, per_token, strict=True):
-            nll[t] -= sum(lp)
-        if progress:
-            progress(len(texts))
-        return [LogLikelihood(nll[t], counts[t]) for t in range(len(texts))]
-
-    def rolling_kl(
-        self, texts: list[str], *, progress: Progress | None = None
-    ) -> list[RollingScore]:
-        raise InputError(
-            "the openai engine cannot compute KL(base || variant): a server returns top-k "
-            "logprobs, not the distributions the KL needs",
-            hint="Leave the KL probe out (probes.builtin without prose-kl), or use engine kind hf.",
-        )
 
     def base_topk_shift(
         self,
@@ -231,7 +260,11 @@ class OpenAIEngine:
 
     def echo(self, seqs: list[list[int]], progress: Progress | None = None) -> list[Completion]:
         """The server's prompt logprobs for token sequences, sent as their text; each
-        answer's tokens checked against ours."""
+        answer lined up with our tokens. Raises NoPromptLogprobs where the server cannot
+        give them (and remembers it: no more are asked for)."""
+        model = self._served(self._active)
+        if model in self._no_logprobs:
+            raise NoPromptLogprobs(self._no_logprobs[model])
         bodies = [
             self._body(
                 prompt=self.tokenizer.decode(s, clean_up_tokenization_spaces=False),
@@ -241,98 +274,49 @@ class OpenAIEngine:
             )
             for s in seqs
         ]
-        out = self.client.complete_all(bodies, progress)
-        return [self._line_up(s, c) for s, c in zip(seqs, out, strict=True)]
+        try:
+            out = self.client.complete_all(bodies, progress)
+            for c in out:
+                if c.tokens is None or c.token_logprobs is None or c.top_logprobs is None:
+                    raise NoPromptLogprobs(
+                        f"the engine server at {self.client.settings.endpoint} returned no "
+                        "prompt logprobs (echo + logprobs)",
+                        hint="Serve with prompt logprobs enabled (llama.cpp: --logits_all true).",
+                    )
+        except NoPromptLogprobs as exc:
+            self._no_logprobs[model] = exc.message
+            raise
+        return [self.reader.line_up(s, c) for s, c in zip(seqs, out, strict=True)]
 
     def _piece(self, token: int) -> str:
-        return str(self.tokenizer.decode([token], clean_up_tokenization_spaces=False))
+        return self.reader.piece(token)
 
-    def _ambiguous(self) -> set[str]:
-        """Pieces that more than one token decodes to once broken UTF-8 is dropped (as
-        llama-cpp-python's server does): a top-k keyed by text cannot tell them apart."""
-        if self._ambiguous_pieces is None:
-            seen: dict[str, int] = {}
-            for i in range(len(self.tokenizer)):
-                key = self._piece(i).replace("\ufffd", "")
-                seen[key] = seen.get(key, 0) + 1
-            self._ambiguous_pieces = {k for k, n in seen.items() if n > 1} | {""}
-        return self._ambiguous_pieces
-
-    def _line_up(self, seq: list[int], c: Completion) -> Completion:
-        """The answer with entry j for our token j, or a refusal where the server's tokens
-        are not ours."""
-        if c.tokens is None or c.token_logprobs is None or c.top_logprobs is None:
-            raise EngineServerError(
-                f"the engine server at {self.client.settings.endpoint} returned no prompt "
-                "logprobs (echo + logprobs)",
-                hint="Serve with prompt logprobs enabled (llama.cpp: --logits_all true), or "
-                "leave log-likelihood and perplexity metrics out of the suite.",
-            )
-        ours = [self._piece(t) for t in seq]
-        special = set(self.tokenizer.all_special_ids)
-        theirs = c.tokens
-        where: list[int | None] = []  # our position -> the server's entry
-        i = 0
-        for j, t in enumerate(seq):
-            if i < len(theirs) and (theirs[i] == ours[j] or (t in special and theirs[i] == "")):
-                where.append(i)
-                i += 1
-            elif t in special:
-                where.append(None)  # llama-cpp-python leaves BOS tokens out of its echo
-            else:
-                raise EngineServerError(
-                    "the server's tokens do not line up with the base tokenizer's at "
-                    f"position {j} (ours {ours[j : j + 3]!r}, the server's "
-                    f"{theirs[i : i + 3]!r}): its log-likelihoods would score other tokens",
-                    hint="Serve the same base model (and tokenizer) as the suite's `base:`.",
-                )
-        if where == list(range(len(seq))):
-            return c
-
-        def pick(xs: list[Any]) -> list[Any]:
-            return [None if w is None else xs[w] for w in where]
-
-        return replace(
-            c,
-            tokens=[ours[j] if w is None else theirs[w] for j, w in enumerate(where)],
-            token_logprobs=pick(c.token_logprobs),
-            top_logprobs=pick(c.top_logprobs),
-            dropped_first=where[0] is None,
-        )
-
-    def token_logprobs(
+    def scores(
         self, seqs: list[list[int]], starts: list[int], progress: Progress | None = None
-    ) -> list[list[float]]:
-        """log p(seq[j] | seq[:j]) for j >= starts[i] (starts >= 1), read as
-        `self.alignment` says."""
-        if self.alignment not in ("aligned", "shifted"):
-            raise EngineServerError(
-                "the openai engine does not know how this server aligns prompt logprobs",
-                hint="The parity check decides it; set engine.prompt_logprobs: aligned or "
-                "shifted to skip that.",
-            )
-        out = self.echo(seqs, progress)
-        first = self._first_after(seqs, starts) if self.alignment == "shifted" else {}
-        return [
-            [self.read(c, s, j, self.alignment, first) for j in range(st, len(s))]
-            for c, s, st in zip(out, seqs, starts, strict=True)
-        ]
+    ) -> list[tuple[list[float], str | None]]:
+        """Per sequence: log p(seq[j] | seq[:j]) for j >= starts[i] (starts >= 1), read as
+        `self.alignment` says, or (empty, reason) where they cannot be read."""
+        answers, why = self.echo_or_reason(seqs, progress)
+        if answers is None:
+            return [([], why) for _ in seqs]
+        return self.read_answers(answers, seqs, starts)
 
-    def _first_after(self, seqs: list[list[int]], starts: list[int]) -> dict[int, dict[str, float]]:
+    def _first_after(self, seqs: list[list[int]], starts: list[int]) -> dict[int, TopK]:
         """A shifted server nulls the distribution after the first token; a one-token
         completion after it gives that distribution's top-k (completion logprobs are
-        aligned there)."""
+        aligned there). Kept per served model and token."""
         need = sorted({s[0] for s, st in zip(seqs, starts, strict=True) if st <= 1})
-        if not need:
-            return {}
-        bodies = [
-            self._body(prompt=self._piece(t), max_tokens=1, logprobs=self.top_k, echo=False)
-            for t in need
-        ]
-        got = self.client.complete_all(bodies)
-        return {
-            t: dict((c.top_logprobs or [None])[0] or {}) for t, c in zip(need, got, strict=True)
-        }
+        model = self._served(self._active)
+        todo = [t for t in need if (model, t) not in self._firsts]
+        if todo:
+            bodies = [
+                self._body(prompt=self._piece(t), max_tokens=1, logprobs=self.top_k, echo=False)
+                for t in todo
+            ]
+            got = self.client.complete_all(bodies)
+            for t, c in zip(todo, got, strict=True):
+                self._firsts[(model, t)] = dict((c.top_logprobs or [None])[0] or {})
+        return {t: self._firsts[(model, t)] for t in need}
 
     def read(
         self,
@@ -340,36 +324,21 @@ class OpenAIEngine:
         seq: list[int],
         j: int,
         alignment: str,
-        first: dict[int, dict[str, float]] | None = None,
+        first: dict[int, TopK] | None = None,
     ) -> float:
-        """Token j's log-probability from one echoed answer, under an alignment."""
-        assert c.token_logprobs is not None and c.top_logprobs is not None
-        if alignment == "aligned" or c.dropped_first:
-            # a dropped first token moves a shifted server's entries back into line
-            value = c.token_logprobs[j]
-            if value is None:
-                raise EngineServerError(f"the server gave no logprob for prompt token {j}")
-            return float(value)
-        top = c.top_logprobs[j - 1] if j >= 2 else (first or {}).get(seq[0])
-        piece = self._piece(seq[j])
-        if not top or piece not in top or piece.replace("\ufffd", "") in self._ambiguous():
-            raise EngineServerError(
-                f"token {piece!r} (position {j}) is outside the top-{self.top_k} logprobs "
-                "this server gives for its position, and its prompt logprobs are shifted by "
-                "one, so its own value cannot be used",
-                hint="Raise engine.top_logprobs, or serve with an engine whose prompt "
-                "logprobs are aligned (vLLM, SGLang).",
-            )
-        return float(top[piece])
+        """Token j's log-probability from one echoed answer, under an alignment (raises
+        EngineServerError where it cannot be read)."""
+        return self.reader.value(c, seq, j, alignment, first)
 
     def top1(self, c: Completion, j: int, alignment: str) -> str | None:
         """The server's most likely piece at the position that predicts token j."""
-        assert c.top_logprobs is not None
-        idx = j if alignment == "aligned" or c.dropped_first else j - 1
-        if idx < 1 or idx >= len(c.top_logprobs):
-            return None
-        top = c.top_logprobs[idx]
-        return max(top, key=lambda k: top[k]) if top else None
+        return self.reader.top1(c, j, alignment)
+
+
+def _messages(p: ChatPrompt) -> list[dict[str, str]]:
+    return ([{"role": "system", "content": p.system}] if p.system is not None else []) + [
+        {"role": "user", "content": p.user}
+    ]
 
 
 class _Device:
@@ -394,7 +363,7 @@ def _register() -> None:
         "openai",
         _factory,
         SERVED_CAPABILITIES,
-        "any OpenAI-compatible server through /v1/completions",
+        "any OpenAI-compatible server through /v1/completions (or /v1/chat/completions)",
     )
 
 

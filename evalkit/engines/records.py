@@ -30,3 +30,17 @@ class Record:
     # prefix (open-shift), and how many tokens the answer has
     shift_outside: int | None = None
     shift_tokens: int | None = None
+    # "NEED: reason" for each request kind (Needs: loglikelihood, choice, rolling,
+    # rolling_kl) the engine could not compute for this record; the metrics that need it
+    # are unscored with the reason. A flat list of strings, so records.parquet types it.
+    unscored: list[str] = field(default_factory=list)
+
+    def mark_unscored(self, need: str, reason: str) -> None:
+        """Record that the engine could not compute `need` for this record, and why."""
+        self.unscored = [u for u in self.unscored if not u.startswith(f"{need}: ")]
+        self.unscored.append(f"{need}: {reason}")
+
+    def unscored_reason(self, need: str) -> str | None:
+        """Why the engine could not compute `need` here (None: it did, or was not asked)."""
+        prefix = f"{need}: "
+        return next((u[len(prefix) :] for u in self.unscored if u.startswith(prefix)), None)

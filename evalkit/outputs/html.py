@@ -180,6 +180,15 @@ def _glance(doc: Results, base: str) -> list[Row]:
     return rows
 
 
+def _why(reasons: Mapping[str, int] | None) -> str:
+    """Why a cell's examples are unscored: the reason, or each with its count."""
+    if not reasons:
+        return ""
+    if len(reasons) == 1:
+        return next(iter(reasons))
+    return "; ".join(f"{why} ({n})" for why, n in reasons.items())
+
+
 def _cell(metric: MetricValue | None, comp: Comparison | None, kind: str, unit: str) -> Row:
     # a variant with a comparison but no aggregate row (a baseline-only figure) shows the
     # comparison's value and n
@@ -188,6 +197,7 @@ def _cell(metric: MetricValue | None, comp: Comparison | None, kind: str, unit: 
         "value": f.fmt_value(source.value if source else None, unit),
         "n": _s(source.n if source else None),
         "unscored": metric.n_unscored if metric else 0,
+        "unscored_why": _why(metric.unscored_reasons if metric else None),
         "comp": None,
     }
     if comp is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -160,16 +161,17 @@ def build_results(
         for m in task.metrics:
             for v in plan.variants:
                 ms = scores[(task.name, m.name, v)]
-                metrics_rows.append(
-                    {
-                        "task": task.name,
-                        "variant": v,
-                        "metric": m.name,
-                        "value": ms.aggregate(m),
-                        "n": ms.n_scored,
-                        "n_unscored": len(ms.values) - ms.n_scored,
-                    }
-                )
+                row = {
+                    "task": task.name,
+                    "variant": v,
+                    "metric": m.name,
+                    "value": ms.aggregate(m),
+                    "n": ms.n_scored,
+                    "n_unscored": len(ms.values) - ms.n_scored,
+                }
+                if ms.reasons:  # why, as reason -> examples
+                    row["unscored_reasons"] = dict(Counter(ms.reasons.values()))
+                metrics_rows.append(row)
     comparisons = comparison_rows(decision.comparisons)
     forgetting = {
         v: {

@@ -45,6 +45,9 @@ def score_one(spec: MetricSpec, ex: Example, rec: Record) -> tuple[float, float,
     definition = metric_def(spec.kind)
     if definition.compute is None:
         raise ValueError(f"metric {spec.kind} is not scored per record")
+    why = rec.unscored_reason(spec.needs)  # the engine could not compute what it reads
+    if why:
+        return math.nan, 0.0, why
     return definition.compute(spec, ex, rec)
 
 
@@ -65,7 +68,10 @@ def _score_metric(
     recs = [by_key[(task.name, ex.id, variant)] for ex in task.examples]
     compute_set = metric_def(spec.kind).compute_set
     if compute_set is not None:  # a metric over every answer of the variant at once
-        scored = compute_set(spec, task.examples, recs)
+        scored = [
+            (math.nan, 0.0, why) if (why := rec.unscored_reason(spec.needs)) else one
+            for one, rec in zip(compute_set(spec, task.examples, recs), recs, strict=True)
+        ]
     else:
         scored = [score_one(spec, ex, rec) for ex, rec in zip(task.examples, recs, strict=True)]
     for ex, (value, weight, reason) in zip(task.examples, scored, strict=True):
@@ -74,3 +80,38 @@ def _score_metric(
         if reason:
             ms.reasons[ex.id] = reason
     return ms
+
+
+def unscored_by_engine(plan: Plan, records: list[Record]) -> list[str]:
+    """One line per (task, metric, variant) with examples the engine could not compute,
+    saying how many and why: the run's warnings, so it says which metrics it could not
+    compute."""
+    by_key = {(r.task, r.example_id, r.variant): r for r in records}
+    lines = []
+    for task in plan.tasks:
+        for spec in task.metrics:
+            for variant in plan.variants:
+                why: dict[str, int] = {}
+                for ex in task.examples:
+                    rec = by_key.get((task.name, ex.id, variant))
+                    reason = rec.unscored_reason(spec.needs) if rec else None
+                    if reason:
+                        why[reason] = why.get(reason, 0) + 1
+                for reason, n in why.items():
+                    lines.append(
+                        f"{task.name}/{spec.name} for {variant}: {n} of {len(task.examples)} "
+                        f"unscored: {reason}"
+                    )
+    return lines
+
+
+def approximated(plan: Plan, notes: dict[str, str]) -> list[str]:
+    """One line per task whose metrics the engine only approximates (`notes`: request
+    kind -> how, from the engine's description), naming the metrics."""
+    lines = []
+    for task in plan.tasks:
+        for need, how in notes.items():
+            names = [m.name for m in task.metrics if m.needs == need]
+            if names:
+                lines.append(f"{task.name}/{', '.join(names)}: approximated: {how}")
+    return lines

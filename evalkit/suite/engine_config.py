@@ -82,6 +82,12 @@ class EngineConfig(StrictModel):
     in vLLM in this process (`vllm`)."""
 
     kind: Literal["hf", "openai", "vllm"] = "hf"
+    api: Literal["completions", "chat"] = Field(
+        default="completions",
+        description="openai: completions applies the base's chat template here; chat sends "
+        "the turns to /v1/chat/completions and the server applies its own (log-likelihoods "
+        "given a prompt are then unscored)",
+    )
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     models: dict[str, str] = Field(

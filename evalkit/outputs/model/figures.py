@@ -45,6 +45,12 @@ class MetricValue(Part):
     value: Number | None
     n: int = Field(ge=0)
     n_unscored: int = Field(ge=0)
+    unscored_reasons: dict[str, int] | None = Field(
+        None,
+        description="Why examples are unscored: reason -> how many (e.g. the engine "
+        "could not compute a log-likelihood). Written only where some are; files from "
+        "before it lack it.",
+    )
 
 
 class Comparison(Part):
