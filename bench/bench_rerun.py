@@ -68,6 +68,9 @@ def main() -> None:
     print(f"cold run   {cold_s:8.1f} s   {counters(cold)}")
     print(f"warm rerun {warm_s:8.1f} s   {counters(warm)}")
     print(f"rerun / cold: {warm_s / cold_s:.3f} (target under 0.05); figures identical: {same}")
+    for label, results in (("cold", cold), ("warm", warm)):
+        stages = [r for r in results.get("profile") or [] if "parent" not in r]
+        print(f"{label} stages: " + ", ".join(f"{r['stage']} {r['seconds']:.1f} s" for r in stages))
 
 
 if __name__ == "__main__":
