@@ -45,6 +45,7 @@ bench: setup browser
 	$(BIN)/python bench/bench_train.py --examples 32 --repeats 3
 	$(BIN)/python bench/bench_judge.py
 	$(BIN)/python bench/bench_prose_kl.py
+	$(BIN)/python bench/bench_rerun.py --limit 10
 	$(BIN)/python bench/bench_report.py --browser
 	$(MAKE) bench-lmeval
 
