@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from evalkit.engines.base import ChatPrompt  # noqa: E402
-from evalkit.engines.chat import end_of_turn  # noqa: E402
-from evalkit.engines.hf import HFEngine, _cut_at_stops  # noqa: E402
+from evalkit.engines.chat import cut_at_stops, end_of_turn  # noqa: E402
+from evalkit.engines.hf import HFEngine  # noqa: E402
 from evalkit.plan.probes import probe_data_dir  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def one_at_a_time(engine: HFEngine, prompts: list[ChatPrompt], n: int) -> tuple[
             )[0, len(ids) :]
         tokens += len(gen)
         text = str(engine.tokenizer.decode(gen, skip_special_tokens=False))
-        out.append(_cut_at_stops(text, stops, engine.tokenizer))
+        out.append(cut_at_stops(text, stops, engine.tokenizer))
     return out, tokens
 
 
@@ -101,7 +101,7 @@ def padded_batches(
         tokens += (gen.shape[1] - width) * len(idx)  # finished rows are padded along
         for row, i in enumerate(idx):
             text = str(engine.tokenizer.decode(gen[row, width:], skip_special_tokens=False))
-            out[i] = _cut_at_stops(text, stops, engine.tokenizer)
+            out[i] = cut_at_stops(text, stops, engine.tokenizer)
     return out, tokens
 
 

@@ -3,7 +3,11 @@ training, so an adapter is trained on the same text it is evaluated on."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evalkit.engines.base import ChatPrompt
 
 
 def render_chat(tokenizer: Any, prompt: str, *, system: str | None = None) -> str:
@@ -26,3 +30,28 @@ def end_of_turn(tokenizer: Any) -> str:
     generation stops on it."""
     eos = tokenizer.eos_token or ""
     return str(eos)
+
+
+def encode_chat(tokenizer: Any, prompt: ChatPrompt) -> list[int]:
+    """The token ids of a chat prompt as every engine that templates on the client sends
+    them: the rendered text, with no special tokens added (the template has them)."""
+    text = render_chat(tokenizer, prompt.user, system=prompt.system)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def generation_stops(tokenizer: Any, stop: Sequence[str]) -> list[str]:
+    """A task's stop strings and the end of turn: where every engine cuts a completion."""
+    return [s for s in (*stop, end_of_turn(tokenizer)) if s]
+
+
+def cut_at_stops(text: str, stops: list[str], tokenizer: Any) -> str:
+    """Cut a completion at its first stop string and drop special tokens after that."""
+    cut = len(text)
+    for s in stops:
+        pos = text.find(s)
+        if pos != -1:
+            cut = min(cut, pos)
+    text = text[:cut]
+    for special in tokenizer.all_special_tokens:
+        text = text.replace(special, "")
+    return text.strip()

@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress
-from evalkit.engines.chat import end_of_turn, render_chat
-from evalkit.engines.hf_scoring import ScoringMixin
+from evalkit.engines.chat import (
+    cut_at_stops,
+    encode_chat,
+    generation_stops,
+)
+from evalkit.engines.hf_scoring import BaseDistributions, ScoringMixin
 from evalkit.engines.resolve import resolve_model
 from evalkit.errors import InputError, ModelLoadError
 from evalkit.paths import digest_files
@@ -44,6 +48,10 @@ class HFEngine(ScoringMixin):
         _quiet_transformers(load_in_4bit)
         self.name = base_spec
         self.batch_size = batch_size
+        self._kl_base = BaseDistributions()
+        self._shift_memo = {}
+        # a merged variant's targeted weights as they were before the merge (see _merge)
+        self._kept_weights: list[tuple[Any, Any, Any]] = []
         resolved = resolve_model(base_spec, relative_to=relative_to)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -190,7 +198,7 @@ class HFEngine(ScoringMixin):
 
         # (layer, its weight, a copy on the CPU): a 4-bit merge replaces the weight object
         # (the original then is intact), a full-precision one changes it in place
-        self._kept_weights: list[tuple[Any, Any, Any]] = [
+        self._kept_weights = [
             (layer, layer.weight, layer.weight.detach().to("cpu", copy=True))
             for module in self.peft.base_model.model.modules()
             if isinstance(module, LoraLayer) and adapter in module.lora_A
@@ -207,7 +215,7 @@ class HFEngine(ScoringMixin):
             warnings.filterwarnings("ignore", message="Already unmerged")
             self.peft.base_model.unmerge_adapter()
         with torch.no_grad():
-            for layer, weight, kept in getattr(self, "_kept_weights", []):
+            for layer, weight, kept in self._kept_weights:
                 layer.weight = weight
                 weight.data.copy_(kept)
         self._kept_weights = []
@@ -221,8 +229,7 @@ class HFEngine(ScoringMixin):
         gc.do_sample = False
 
     def _encode_chat(self, prompt: ChatPrompt) -> list[int]:
-        text = render_chat(self.tokenizer, prompt.user, system=prompt.system)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return encode_chat(self.tokenizer, prompt)
 
     def generate(
         self,
@@ -234,7 +241,7 @@ class HFEngine(ScoringMixin):
     ) -> list[str]:
         from evalkit.engines.hf_generate import generate_greedy
 
-        stops = [s for s in (*stop, end_of_turn(self.tokenizer)) if s]
+        stops = generation_stops(self.tokenizer, stop)
         generated = generate_greedy(
             self.model,
             self.tokenizer,
@@ -246,7 +253,7 @@ class HFEngine(ScoringMixin):
             progress=progress,
         )
         return [
-            _cut_at_stops(
+            cut_at_stops(
                 str(self.tokenizer.decode(toks, skip_special_tokens=False)), stops, self.tokenizer
             )
             for toks in generated
@@ -297,19 +304,6 @@ def _quiet_transformers(load_in_4bit: bool = False) -> None:
     hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     warnings.filterwarnings("ignore", message=".*past_key_values. is deprecated")
-
-
-def _cut_at_stops(text: str, stops: list[str], tokenizer: Any) -> str:
-    """Cut a completion at its first stop string and drop special tokens after that."""
-    cut = len(text)
-    for s in stops:
-        pos = text.find(s)
-        if pos != -1:
-            cut = min(cut, pos)
-    text = text[:cut]
-    for special in tokenizer.all_special_tokens:
-        text = text.replace(special, "")
-    return text.strip()
 
 
 def _bnb_4bit_config(dtype: str) -> Any:

@@ -80,6 +80,9 @@ class ScoringMixin:
     tokenizer: Any
     device: Any
     batch_size: int
+    # reuse across variants within one engine (set up by the engine's __init__)
+    _kl_base: BaseDistributions  # the base's prose distributions, for every variant's KL
+    _shift_memo: dict[bytes, TopKShift]  # open-shift readings by (k, prompt, answer)
 
     def _as_base(self) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -242,7 +245,7 @@ class ScoringMixin:
         total = [0.0] * n_keys
         kl_total = [0.0] * n_keys
         agree = [0] * n_keys
-        kept: BaseDistributions = self.__dict__.setdefault("_kl_base", BaseDistributions())
+        kept = self._kl_base
         kl_key = {i: _window_key(seqs[i]) for i in (kl_on or set()) | (keep_base or set())}
         order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         pad = self.tokenizer.pad_token_id
@@ -309,7 +312,7 @@ class ScoringMixin:
         out = [TopKShift(0, len(a)) for a in conts]
         # The base reads the answer whatever variant wrote it, so an answer seen before
         # (a merged variant mostly repeats its adapter's) is not read again.
-        memo: dict[bytes, TopKShift] = self.__dict__.setdefault("_shift_memo", {})
+        memo = self._shift_memo
         keys = [_shift_key(k, len(c), s) for c, s in zip(ctxs, seqs, strict=True)]
         todo = []
         for i, key in enumerate(keys):

@@ -150,13 +150,15 @@ def _refuses_logprobs(body: dict[str, Any], exc: Exception) -> bool:
     return "logprob" in text or "echo" in text or "logits_all" in text
 
 
-def _chat_of(resp: Any, endpoint: str) -> Completion:
+def _first_choice(resp: Any, endpoint: str, what: str) -> Any:
     choices = getattr(resp, "choices", None)
     if not choices:
-        raise EngineServerError(
-            f"the engine server at {endpoint} sent a chat completion without choices"
-        )
-    c = choices[0]
+        raise EngineServerError(f"the engine server at {endpoint} sent a {what} without choices")
+    return choices[0]
+
+
+def _chat_of(resp: Any, endpoint: str) -> Completion:
+    c = _first_choice(resp, endpoint, "chat completion")
     message = getattr(c, "message", None)
     return Completion(
         text=str(getattr(message, "content", "") or ""),
@@ -168,12 +170,7 @@ def _chat_of(resp: Any, endpoint: str) -> Completion:
 
 
 def _completion_of(resp: Any, endpoint: str) -> Completion:
-    choices = getattr(resp, "choices", None)
-    if not choices:
-        raise EngineServerError(
-            f"the engine server at {endpoint} sent a completion without choices"
-        )
-    c = choices[0]
+    c = _first_choice(resp, endpoint, "completion")
     lp = getattr(c, "logprobs", None)
     return Completion(
         text=str(getattr(c, "text", "") or ""),

@@ -41,7 +41,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, TopKShift
-from evalkit.engines.chat import end_of_turn, render_chat
+from evalkit.engines.chat import (
+    cut_at_stops,
+    encode_chat,
+    generation_stops,
+    render_chat,
+)
 from evalkit.engines.openai_client import (
     Completion,
     CompletionClient,
@@ -199,9 +204,7 @@ class OpenAIEngine(ServedRolling):
         stop: tuple[str, ...] = (),
         progress: Progress | None = None,
     ) -> list[str]:
-        from evalkit.engines.hf import _cut_at_stops
-
-        stops = [s for s in (*stop, end_of_turn(self.tokenizer)) if s]
+        stops = generation_stops(self.tokenizer, stop)
         chat = self.api == "chat"
         bodies = [
             self._body(
@@ -216,11 +219,10 @@ class OpenAIEngine(ServedRolling):
             for p in prompts
         ]
         out = self.client.complete_all(bodies, progress, chat=chat)
-        return [_cut_at_stops(c.text, stops, self.tokenizer) for c in out]
+        return [cut_at_stops(c.text, stops, self.tokenizer) for c in out]
 
     def _encode_chat(self, prompt: ChatPrompt) -> list[int]:
-        text = render_chat(self.tokenizer, prompt.user, system=prompt.system)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return encode_chat(self.tokenizer, prompt)
 
     def loglikelihood(
         self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None

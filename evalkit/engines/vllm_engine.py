@@ -28,7 +28,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
-from evalkit.engines.chat import end_of_turn, render_chat
+from evalkit.engines.chat import (
+    cut_at_stops,
+    encode_chat,
+    generation_stops,
+)
 from evalkit.engines.hf_scoring import ROLLING_WINDOW
 from evalkit.engines.openai_client import EngineServerError
 from evalkit.engines.registry import EngineCapabilities
@@ -244,8 +248,7 @@ class VllmEngine(ParityReads):
         return outs
 
     def _encode_chat(self, prompt: ChatPrompt) -> list[int]:
-        text = render_chat(self.tokenizer, prompt.user, system=prompt.system)
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return encode_chat(self.tokenizer, prompt)
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -258,9 +261,7 @@ class VllmEngine(ParityReads):
         stop: tuple[str, ...] = (),
         progress: Progress | None = None,
     ) -> list[str]:
-        from evalkit.engines.hf import _cut_at_stops
-
-        stops = [s for s in (*stop, end_of_turn(self.tokenizer)) if s]
+        stops = generation_stops(self.tokenizer, stop)
         if max_new_tokens <= 0 or not prompts:
             return ["" for _ in prompts]
         params = self.api.SamplingParams(
@@ -268,7 +269,7 @@ class VllmEngine(ParityReads):
         )
         outs = self._run([self._encode_chat(p) for p in prompts], params)
         texts = [
-            _cut_at_stops(
+            cut_at_stops(
                 str(self.tokenizer.decode(completion_tokens(o), skip_special_tokens=False)),
                 stops,
                 self.tokenizer,
