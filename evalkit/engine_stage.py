@@ -89,14 +89,9 @@ def _need_cuda(suite: Suite, device: str) -> None:
 def base_fingerprint(request: Any) -> str:
     """The base's fingerprint as the hf engine computes it (its config and safetensors
     files), without loading it: base_matches compares an adapter's training card with it."""
-    from evalkit.engines.resolve import resolve_model
-    from evalkit.paths import digest_files
+    from evalkit.engines.resolve import model_fingerprint, resolve_model
 
-    resolved = resolve_model(request.base, relative_to=request.relative_to)
-    if not resolved.is_local:
-        return str(request.base)
-    files = [p for p in Path(resolved.source).glob("*") if p.suffix in (".json", ".safetensors")]
-    return digest_files(files)
+    return model_fingerprint(resolve_model(request.base, relative_to=request.relative_to))
 
 
 def _warn_before_run(kind: str, skip: bool, adapters: dict[str, Path]) -> list[str]:

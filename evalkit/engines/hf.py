@@ -18,7 +18,7 @@ from evalkit.engines.chat import (
     generation_stops,
 )
 from evalkit.engines.hf_scoring import BaseDistributions, ScoringMixin
-from evalkit.engines.resolve import resolve_model
+from evalkit.engines.resolve import model_fingerprint, resolve_model
 from evalkit.errors import InputError, ModelLoadError
 from evalkit.paths import digest_files
 
@@ -79,17 +79,7 @@ class HFEngine(ScoringMixin):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self._base_fp = (
-            digest_files(
-                [
-                    p
-                    for p in Path(resolved.source).glob("*")
-                    if p.suffix in (".json", ".safetensors")
-                ]
-            )
-            if resolved.is_local
-            else base_spec
-        )
+        self._base_fp = model_fingerprint(resolved)
         self._adapter_fp: dict[str, str] = {}
         self.model: Any = model
         self.peft: Any = None

@@ -45,6 +45,15 @@ class ResolvedModel:
     is_local: bool
 
 
+def model_fingerprint(resolved: ResolvedModel) -> str:
+    """A base model's identity for caches, training cards and base_matches: a digest of a
+    local model's config and safetensors files, a hub model's id as given."""
+    if not resolved.is_local:
+        return resolved.source
+    files = [p for p in Path(resolved.source).glob("*") if p.suffix in (".json", ".safetensors")]
+    return digest_files(files)
+
+
 def builtin_gguf_path(name: str) -> Path:
     """The GGUF file of a built-in model, found without importing its package (the
     package's `__init__` imports a plugin host that evalkit does not need)."""

@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import ModelLoadError
-from evalkit.paths import digest_files
 
 log = logging.getLogger(__name__)
 
 
 def base_fingerprint(source: str, is_local: bool) -> str:
     """The same fingerprint the evaluation engine gives the base (config + weights)."""
-    if not is_local:
-        return source
-    files = [p for p in Path(source).glob("*") if p.suffix in (".json", ".safetensors")]
-    return digest_files(files)
+    from evalkit.engines.resolve import ResolvedModel, model_fingerprint
+
+    return model_fingerprint(ResolvedModel(source, source, is_local))
 
 
 def load_base(
