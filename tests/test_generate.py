@@ -121,3 +121,27 @@ def test_no_tokens_asked_for_gives_empty_rows(tiny: tuple) -> None:
     assert generate_greedy(model, tok, _encode(tok), max_new_tokens=0, batch_size=4) == [
         [] for _ in PROMPTS
     ]
+
+
+def test_a_shared_prompt_start_runs_once_with_the_same_tokens(tiny: tuple) -> None:
+    from evalkit.engines.chat import render_chat
+
+    model, tok = tiny
+    # chat prompts share the template's system turn (25 tokens with the default model's
+    # template) and, here, an instruction: their common start runs once per batch
+    encoded = [
+        list(tok(render_chat(tok, f"Answer briefly. {p}"), add_special_tokens=False)["input_ids"])
+        for p in PROMPTS
+    ]
+    shared = next(
+        k for k in range(len(encoded[0])) if len({tuple(e[: k + 1]) for e in encoded}) > 1
+    )
+    assert shared >= 25
+    want = _one_at_a_time(model, tok, encoded, 8)
+    prof = Profile()
+    with prof.activate(), prof.stage("gen"):
+        got = generate_greedy(model, tok, encoded, max_new_tokens=8, batch_size=len(PROMPTS))
+    assert got == want
+    row = prof.rows()[0]
+    prompt_tokens = sum(len(e) for e in encoded) - (len(PROMPTS) - 1) * shared
+    assert row["forward_tokens"] == prompt_tokens + sum(map(len, got)) - len(PROMPTS)

@@ -28,6 +28,13 @@ from typing import Any
 from evalkit.profile import count
 
 Progress = Callable[[int], None]
+# Called once per batch after the prompt's forward, with its last-position logits (rows ×
+# vocab) and the prompt index of each row; returns the tokens (rows × k, k the same for
+# every call) each row is given before it decodes on its own. The judge uses it to pick a
+# verdict among allowed tokens and to write the JSON around it.
+Steer = Callable[[Any, list[int]], Any]
+# A shorter common start is not worth a forward of its own.
+MIN_SHARED_PREFIX = 8
 
 
 def eos_ids(model: Any) -> set[int]:
@@ -48,9 +55,12 @@ def generate_greedy(
     stops: Sequence[str] = (),
     device: Any = "cpu",
     progress: Progress | None = None,
+    steer: Steer | None = None,
+    steer_len: int = 0,
 ) -> list[list[int]]:
     """The generated token ids of each prompt (in the order given; the end-of-sequence
-    token, when one ended the row, included)."""
+    token, when one ended the row, included). With `steer`, the `steer_len` tokens it
+    gives each row come first and are not part of what is returned."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     out: list[list[int]] = [[] for _ in encoded]
     ends = eos_ids(model)
@@ -64,12 +74,19 @@ def generate_greedy(
             ends=ends,
             stops=[s for s in stops if s],
             device=device,
+            steer=_rows_as_prompts(steer, idx) if steer else None,
+            steer_len=steer_len,
         )
         for i, toks in zip(idx, rows, strict=True):
             out[i] = toks
         if progress:
             progress(len(idx))
     return out
+
+
+def _rows_as_prompts(steer: Steer, idx: list[int]) -> Steer:
+    """`steer` as a batch calls it: its rows named by their index in the whole list."""
+    return lambda logits, rows: steer(logits, [idx[r] for r in rows])
 
 
 def _generate_batch(
@@ -81,32 +98,51 @@ def _generate_batch(
     ends: set[int],
     stops: list[str],
     device: Any,
+    steer: Steer | None = None,
+    steer_len: int = 0,
 ) -> list[list[int]]:
     import torch
 
     n = len(prompts)
     out: list[list[int]] = [[] for _ in prompts]
-    if max_new_tokens <= 0 or n == 0:
+    if n == 0 or (max_new_tokens <= 0 and steer is None):
         return out
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max(len(p) for p in prompts)
+    # The prompts' common start (the chat template's system turn, a task's instruction, a
+    # judge's rubric) runs once, for one row, and every row continues from its keys and
+    # values; at least one token of each prompt stays in the rows for the last logits.
+    shared = _common_prefix(prompts) if n > 1 else 0
+    shared = shared if shared >= MIN_SHARED_PREFIX else 0
+    rest = [p[shared:] for p in prompts]
+    width = max(len(p) for p in rest)
     ids = torch.full((n, width), pad, dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)
-    for row, p in enumerate(prompts):  # left padding: every row continues at the right
+    for row, p in enumerate(rest):  # left padding: every row continues at the right
         ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
         mask[row, width - len(p) :] = 1
     # positions as `generate` makes them: counted over real tokens, padding at 1
-    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    positions = (mask.cumsum(-1) - 1 + shared).masked_fill(mask == 0, 1)
     ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
-    cache = preallocated_cache(width + max_new_tokens)
+    cache = preallocated_cache(shared + width + steer_len + max(max_new_tokens, 0))
     # the lm head on the prompt's last position only, where the model allows it
     # (`generate` does the same): 49k logits for every prompt token would cost more than
     # the rest of the prefill
     supports = getattr(model, "_supports_logits_to_keep", lambda: False)
     keep_last = {"logits_to_keep": 1} if supports() else {}
     alive = list(range(n))  # the prompt index of each row still in the batch
-    count("forward_tokens", sum(len(p) for p in prompts))
+    count("forward_tokens", shared + sum(len(p) for p in rest))
     with torch.inference_mode():
+        if shared:
+            model(
+                input_ids=torch.tensor([prompts[0][:shared]], device=ids.device),
+                position_ids=torch.arange(shared, device=ids.device)[None],
+                cache=cache,
+                use_cache=True,
+                **keep_last,
+            )
+            for layer in cache.layers:
+                layer.repeat_rows(n)
+            mask = torch.cat([mask.new_ones((n, shared)), mask], dim=1)
         logits = model(
             input_ids=ids,
             attention_mask=mask,
@@ -116,6 +152,12 @@ def _generate_batch(
             **keep_last,
         ).logits[:, -1]
         next_pos = positions[:, -1:] + 1
+        if steer is not None:
+            forced = steer(logits, list(range(n))).to(ids.device)
+            if max_new_tokens <= 0:
+                return out
+            if forced.shape[1]:
+                logits, mask, next_pos = _feed(model, forced, mask, next_pos, cache, keep_last)
         for step in range(max_new_tokens):
             tokens = logits.float().argmax(-1)
             keep = []
@@ -143,6 +185,27 @@ def _generate_batch(
             ).logits[:, -1]
             next_pos = next_pos + 1
     return out
+
+
+def _feed(
+    model: Any, tokens: Any, mask: Any, next_pos: Any, cache: Any, keep_last: dict[str, int]
+) -> tuple[Any, Any, Any]:
+    """Run given tokens (rows × k) on top of the cache: the last position's logits, and the
+    mask and next positions after them."""
+    import torch
+
+    n, k = tokens.shape
+    mask = torch.cat([mask, mask.new_ones((n, k))], dim=1)
+    count("forward_tokens", n * k)
+    logits = model(
+        input_ids=tokens,
+        attention_mask=mask,
+        position_ids=next_pos + torch.arange(k, device=tokens.device),
+        cache=cache,
+        use_cache=True,
+        **keep_last,
+    ).logits[:, -1]
+    return logits, mask, next_pos + k
 
 
 def preallocated_cache(capacity: int) -> Any:
@@ -180,12 +243,32 @@ def preallocated_cache(capacity: int) -> Any:
         def get_seq_length(self) -> int:
             return self.length if self.is_initialized else 0
 
+        def repeat_rows(self, n: int) -> None:
+            """One row's keys and values (a shared prompt start) as the first positions of
+            `n` rows."""
+            if self.is_initialized and self._k.shape[0] != n:
+                k, v = self._k, self._v
+                self._k = k.new_empty((n, *k.shape[1:]))
+                self._v = v.new_empty((n, *v.shape[1:]))
+                self._k[:, :, : self.length] = k[:, :, : self.length]
+                self._v[:, :, : self.length] = v[:, :, : self.length]
+                self._views()
+
         def batch_select_indices(self, indices: Any) -> None:
             if self.is_initialized:
                 self._k, self._v = self._k[indices], self._v[indices]
                 self._views()
 
     return Cache(layer_class_to_replicate=PreallocatedLayer)
+
+
+def _common_prefix(prompts: Sequence[list[int]]) -> int:
+    """The length of the prompts' common start, short of the shortest prompt's last token."""
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
 
 
 def _finished(toks: list[int], tok: int, ends: set[int], stops: list[str], tokenizer: Any) -> bool:
