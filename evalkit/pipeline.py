@@ -71,8 +71,9 @@ def preflight(suite: Suite, plan: Plan, *, offline: bool = False) -> None:
     try:
         check_endpoint(plan, offline=offline)
     except InputError as exc:
-        serve = plan.judge is not None and plan.judge.provider.serve
-        loc = ("judge", "provider", "serve") if serve else ("judge", "provider")
+        provider = plan.judge.provider if plan.judge is not None else None
+        key = next((k for k in ("hf", "serve") if provider and getattr(provider, k)), None)
+        loc = ("judge", "provider", key) if key else ("judge", "provider")
         raise suite.error(loc, exc.message, exc.hint) from None
     if suite.config.engine.kind == "vllm":  # vLLM importable, merged models exported
         from evalkit.engines.vllm_engine_setup import vllm_preflight

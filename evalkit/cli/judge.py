@@ -75,6 +75,10 @@ def calibrate(
     serve: Annotated[
         str | None, typer.Option(help="builtin:NAME or a .gguf: start a local judge")
     ] = None,
+    hf: Annotated[
+        str | None,
+        typer.Option(help="builtin:NAME, a model directory or a .gguf: judge in-process"),
+    ] = None,
     base_url: Annotated[str | None, typer.Option(help="an OpenAI-compatible endpoint")] = None,
     model: Annotated[str | None, typer.Option(help="the model name at the endpoint")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="ask the judge again")] = False,
@@ -107,6 +111,8 @@ def calibrate(
             root = loaded.root
         elif base_url:
             provider = JudgeProviderConfig(base_url=base_url, model=model)
+        elif hf:
+            provider = JudgeProviderConfig(hf=hf)
         else:
             provider = JudgeProviderConfig(
                 serve=serve or "builtin:smollm2-135m-instruct", model=model

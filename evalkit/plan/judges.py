@@ -103,7 +103,7 @@ def judge_metric_specs(
 
 def _check_provider(suite: Suite) -> None:
     provider = suite.config.judge.provider if suite.config.judge else None
-    if provider is not None and not provider.serve and not provider.model:
+    if provider is not None and not (provider.hf or provider.serve or provider.model):
         raise suite.error(
             ("judge", "provider"),
             "the judge provider needs `model:` (the model name at the endpoint)",

@@ -123,6 +123,7 @@ class JudgeProvider:
     """Where judge calls go (the suite's `judge.provider`). Credentials are not part of the
     plan: they are read from the environment when the endpoint is resolved."""
 
+    hf: str | None = None
     serve: str | None = None
     base_url: str | None = None
     model: str | None = None
@@ -137,6 +138,7 @@ class JudgeProvider:
     logprobs: bool = True
     n_ctx: int = 2048
     threads: int = 1
+    batch_size: int = 16
 
 
 @dataclass(frozen=True)

@@ -322,9 +322,14 @@ class Settings(StrictModel):
 
 
 class JudgeProviderConfig(StrictModel):
-    """Where judge calls go: a local llama.cpp server evalkit starts (`serve:`), or any
-    OpenAI-compatible endpoint (`base_url:`, else $OPENAI_BASE_URL or the api default)."""
+    """Where judge calls go: a model in evalkit's own process (`hf:`), a local llama.cpp
+    server evalkit starts (`serve:`), or any OpenAI-compatible endpoint (`base_url:`, else
+    $OPENAI_BASE_URL or the api default)."""
 
+    hf: str | None = Field(
+        default=None,
+        description="builtin:NAME, a model directory or a .gguf path, run in-process",
+    )
     serve: str | None = Field(default=None, description="builtin:NAME or a .gguf path")
     base_url: str | None = None
     model: str | None = Field(default=None, description="the judge model name at the endpoint")
@@ -339,11 +344,20 @@ class JudgeProviderConfig(StrictModel):
     logprobs: StrictBool = Field(default=True, description="ask for top_logprobs (weighted score)")
     n_ctx: Annotated[StrictInt, Field(ge=256, le=32768)] = 2048
     threads: Annotated[StrictInt, Field(ge=1, le=64)] = 1
+    batch_size: Annotated[StrictInt, Field(ge=1, le=1024)] = Field(
+        default=16, description="hf: requests judged in one batch"
+    )
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> JudgeProviderConfig:
-        if self.serve and self.base_url:
-            raise ValueError("give `serve:` (a local server) or `base_url:`, not both")
+        given = [k for k in ("hf", "serve", "base_url") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError(
+                "give one of `hf:` (in-process), `serve:` (a local server) or `base_url:`, "
+                f"not {' and '.join(given)}"
+            )
+        if self.hf and self.temperature > 0:
+            raise ValueError("the hf judge decodes greedily: leave temperature at 0")
         return self
 
 

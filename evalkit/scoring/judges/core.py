@@ -16,6 +16,7 @@ from evalkit.errors import EvalkitError, InputError
 from evalkit.plan.types import Plan
 from evalkit.redact import register_secret
 from evalkit.scoring.judges.cache import JudgeCache
+from evalkit.scoring.judges.hf_judge import HFJudgeClient, HFJudgeSettings
 from evalkit.scoring.judges.openai_provider import JudgeClient, ProviderSettings, Reply
 from evalkit.scoring.judges.parse import Verdict, weighted_score
 from evalkit.scoring.judges.render import render_prompt
@@ -28,6 +29,8 @@ class ProviderConfig(Protocol):
     """Where judge calls go: the plan's `JudgeProvider`, or the suite's
     `judge.provider` as `evalkit judge calibrate` reads it (both have these fields)."""
 
+    @property
+    def hf(self) -> str | None: ...
     @property
     def serve(self) -> str | None: ...
     @property
@@ -56,6 +59,8 @@ class ProviderConfig(Protocol):
     def n_ctx(self) -> int: ...
     @property
     def threads(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
 
 
 class JudgeUnavailableError(EvalkitError):
@@ -94,9 +99,12 @@ class Endpoint:
     base_url: str | None  # None: a local server, URL known once it is started
     api_key: str
     gguf: Path | None = None
+    hf_source: str | None = None  # the in-process judge's model directory
 
     @property
     def host(self) -> str:
+        if self.hf_source is not None:
+            return "in-process (transformers)"
         if self.gguf is not None:
             return "127.0.0.1 (local llama.cpp)"
         return ProviderSettings(self.base_url or "", self.model).endpoint
@@ -125,15 +133,41 @@ def check_endpoint(plan: Plan, *, offline: bool = False) -> None:
     if plan.judge is None or not any(t.judges for t in plan.tasks):
         return
     provider = plan.judge.provider
+    if provider.hf:
+        check_hf_model(provider.hf, plan.root or Path.cwd())
+        return
     if offline and not provider.serve:
         return
     resolve_endpoint(provider, plan.root or Path.cwd())
+
+
+def check_hf_model(spec: str, root: Path) -> None:
+    """The in-process judge's model exists, without converting or loading it."""
+    from evalkit.engines.resolve import builtin_gguf_path
+
+    if spec.startswith("builtin:"):
+        builtin_gguf_path(spec.removeprefix("builtin:"))
+        return
+    path = Path(spec).expanduser()
+    path = path if path.is_absolute() else root / path
+    if not (path.suffix == ".gguf" and path.is_file()) and not (path / "config.json").is_file():
+        raise InputError(
+            f"judge `hf: {spec}` is neither builtin:NAME, a .gguf file nor a model directory",
+            hint="Use hf: builtin:smollm2-135m-instruct, or a local model; nothing is downloaded.",
+        )
 
 
 def resolve_endpoint(cfg: ProviderConfig, root: Path) -> Endpoint:
     """The judge endpoint a suite asks for. Credentials come from the environment only."""
     from evalkit.scoring.judges.local_server import resolve_gguf
 
+    if cfg.hf:
+        from evalkit.engines.resolve import model_fingerprint, resolve_model
+
+        check_hf_model(cfg.hf, root)
+        resolved = resolve_model(cfg.hf, relative_to=root)
+        model_id = f"hf|{cfg.hf}|{model_fingerprint(resolved)}"
+        return Endpoint(cfg, model_id, cfg.hf, None, "local", hf_source=resolved.source)
     if cfg.serve:
         gguf = resolve_gguf(cfg.serve, root)
         model_id = f"{cfg.serve}|{gguf.name}|{gguf.stat().st_size}"
@@ -228,7 +262,7 @@ class JudgeRunner:
         self.cache = cache
         self._settings: ProviderSettings | None = None
         self._stack: Any = None
-        self.client: JudgeClient | None = None
+        self.client: JudgeClient | HFJudgeClient | None = None
 
     def __enter__(self) -> JudgeRunner:
         return self
@@ -243,12 +277,21 @@ class JudgeRunner:
         """Retries so far by reason (429, http 5xx, timeout, connection)."""
         return dict(self.client.stats.retries) if self.client is not None else {}
 
-    def _client(self) -> JudgeClient:
+    def _client(self) -> JudgeClient | HFJudgeClient:
         if self.client is None:
             from contextlib import ExitStack
 
+            e = self.endpoint
+            if e.hf_source is not None:
+                c = e.config
+                self.client = HFJudgeClient(
+                    HFJudgeSettings(
+                        e.hf_source, c.max_tokens, c.structured, c.logprobs, c.batch_size
+                    )
+                )
+                return self.client
             self._stack = ExitStack()
-            self.client = JudgeClient(self._stack.enter_context(started(self.endpoint)))
+            self.client = JudgeClient(self._stack.enter_context(started(e)))
         return self.client
 
     def judge(
