@@ -62,6 +62,31 @@ def test_loglikelihood_matches_single_forward(engine: HFEngine) -> None:
             assert ll.n_tokens == len(engine.tokenizer(cont, add_special_tokens=False)["input_ids"])
 
 
+def test_contexts_share_their_common_start_and_score_the_same(engine: HFEngine) -> None:
+    """Multiple-choice contexts in one batch share the chat template's system turn: it
+    runs once, and every option's log-likelihood is still a plain forward's, on the base
+    and on the adapter."""
+    from evalkit.profile import Profile
+
+    questions = ["What is two plus two?", "Name a colour.", "Which planet is red?"]
+    reqs = [(ChatPrompt(q), opt) for q in questions for opt in ("Four", "Blue sky", "Mars")]
+    ctx = [engine._encode_chat(p) for p, _ in reqs[::3]]
+    shared = next(k for k in range(len(ctx[0])) if len({tuple(c[: k + 1]) for c in ctx}) > 1)
+    assert shared >= 20  # the system turn
+    conts = [engine.tokenizer(o, add_special_tokens=False)["input_ids"] for _, o in reqs]
+    for variant in ("base", "a"):
+        prof = Profile()
+        with engine.variant(variant):
+            with prof.activate(), prof.stage("mc"):
+                got = engine.loglikelihood(reqs)
+            for (p, cont), ll in zip(reqs, got, strict=True):
+                want = manual_logprob(engine, render_chat(engine.tokenizer, p.user), cont)
+                assert ll.logprob == pytest.approx(want, abs=1e-4)
+        # batch_size 3: one batch of the three contexts, its system turn counted once
+        ctx_tokens = sum(len(c) for c in ctx) - 2 * shared
+        assert prof.rows()[0]["forward_tokens"] == ctx_tokens + sum(len(c) - 1 for c in conts)
+
+
 def test_rolling_nll_counts_every_token_once(engine: HFEngine, monkeypatch) -> None:
     text = "The river rose after rain. " * 40
     with engine.variant("base"):

@@ -111,7 +111,7 @@ def _generate_batch(
     # The prompts' common start (the chat template's system turn, a task's instruction, a
     # judge's rubric) runs once, for one row, and every row continues from its keys and
     # values; at least one token of each prompt stays in the rows for the last logits.
-    shared = _common_prefix(prompts) if n > 1 else 0
+    shared = common_prefix(prompts) if n > 1 else 0
     shared = shared if shared >= MIN_SHARED_PREFIX else 0
     rest = [p[shared:] for p in prompts]
     width = max(len(p) for p in rest)
@@ -262,7 +262,7 @@ def preallocated_cache(capacity: int) -> Any:
     return Cache(layer_class_to_replicate=PreallocatedLayer)
 
 
-def _common_prefix(prompts: Sequence[list[int]]) -> int:
+def common_prefix(prompts: Sequence[list[int]]) -> int:
     """The length of the prompts' common start, short of the shortest prompt's last token."""
     first, limit = prompts[0], min(len(p) for p in prompts) - 1
     n = 0

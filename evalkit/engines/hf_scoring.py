@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
+from evalkit.engines.hf_generate import MIN_SHARED_PREFIX, common_prefix
 from evalkit.profile import count
 
 ROLLING_WINDOW = 1024
@@ -103,28 +104,36 @@ class ScoringMixin:
         import torch
 
         pad = self.tokenizer.pad_token_id
-        width = max(len(ctx) for ctx, _ in batch)
+        ctxs = [ctx for ctx, _ in batch]
+        # the contexts' common start (the chat template's system turn) runs once, for one
+        # row, and every context continues from its keys and values
+        shared = common_prefix(ctxs) if len(ctxs) > 1 else 0
+        shared = shared if shared >= MIN_SHARED_PREFIX else 0
+        width = max(len(ctx) for ctx in ctxs) - shared
         ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (ctx, _) in enumerate(batch):
-            ids[row, width - len(ctx) :] = torch.tensor(ctx)
-            mask[row, width - len(ctx) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for row, ctx in enumerate(ctxs):
+            ids[row, width - len(ctx) + shared :] = torch.tensor(ctx[shared:])
+            mask[row, shared + width - len(ctx) + shared :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         rows = [(g, r) for g, (_, idx) in enumerate(batch) for r in idx]
         owner = torch.tensor([g for g, _ in rows])
         longest = max(len(conts[r]) for _, r in rows)
         # the contexts once, then each continuation but its last token on their cache
-        count("forward_tokens", sum(len(c) for c, _ in batch))
+        count("forward_tokens", shared + sum(len(c) - shared for c in ctxs))
         count("forward_tokens", sum(max(len(conts[r]) - 1, 0) for _, r in rows))
         # the contexts' logits matter at their last position only (left padding puts it
         # at the end of every row): the lm head on the others would be a fifth of the pass
         supports = getattr(self.model, "_supports_logits_to_keep", lambda: False)
         keep_last = {"logits_to_keep": 1} if supports() else {}
         with torch.inference_mode():
+            start = self._shared_start(ctxs[0][:shared], len(batch))
             out = self.model(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 position_ids=positions.to(self.device),
+                past_key_values=start,
                 use_cache=True,
                 **keep_last,
             )
@@ -164,6 +173,23 @@ class ScoringMixin:
                 total += float(later[row, k - 1, toks[k]])
             result[r] = total
         return result
+
+    def _shared_start(self, tokens: list[int], rows: int) -> Any:
+        """The KV cache of a start that `rows` sequences share: run once, for one row, and
+        repeated for each; None for no shared start."""
+        if not tokens:
+            return None
+        import torch
+
+        supports = getattr(self.model, "_supports_logits_to_keep", lambda: False)
+        cache = self.model(
+            input_ids=torch.tensor([tokens], device=self.device),
+            position_ids=torch.arange(len(tokens), device=self.device)[None],
+            use_cache=True,
+            **({"logits_to_keep": 1} if supports() else {}),
+        ).past_key_values
+        cache.batch_repeat_interleave(rows)
+        return cache
 
     def _rolling_windows(
         self, texts: list[str]
@@ -323,20 +349,31 @@ class ScoringMixin:
         order = sorted(todo, key=lambda i: -len(seqs[i]))
         pad = self.tokenizer.pad_token_id
         for idx in self._token_batches(order, [len(s) for s in seqs]):
-            width = max(len(seqs[i]) for i in idx)
+            # the common start of the batch's prompts runs once (see _score_shared_context)
+            shared = common_prefix([ctxs[i] for i in idx]) if len(idx) > 1 else 0
+            shared = shared if shared >= MIN_SHARED_PREFIX else 0
+            width = max(len(seqs[i]) for i in idx) - shared
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            mask = torch.zeros((len(idx), shared + width), dtype=torch.long)
+            mask[:, :shared] = 1
             for row, i in enumerate(idx):
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[row, : len(seqs[i])] = 1
-            count("forward_tokens", int(mask.sum()))
+                ids[row, : len(seqs[i]) - shared] = torch.tensor(seqs[i][shared:])
+                mask[row, shared : len(seqs[i])] = 1
+            count("forward_tokens", int(mask.sum()) - (len(idx) - 1) * shared)
             with torch.inference_mode(), self._as_base():
+                start = self._shared_start(ctxs[idx[0]][:shared], len(idx))
                 logits = self.model(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    position_ids=(shared + torch.arange(width))
+                    .expand(len(idx), -1)
+                    .to(self.device),
+                    past_key_values=start,
                 ).logits
             for row, i in enumerate(idx):
-                # positions len(ctx)-1 .. len(seq)-2 predict the answer's tokens
-                span = logits[row, len(ctxs[i]) - 1 : len(seqs[i]) - 1].float()
+                # positions len(ctx)-1 .. len(seq)-2 predict the answer's tokens (the
+                # logits start after the shared start)
+                span = logits[row, len(ctxs[i]) - 1 - shared : len(seqs[i]) - 1 - shared].float()
                 top = span.topk(min(k, span.shape[-1]), dim=-1).indices
                 target = torch.tensor(conts[i], device=top.device).unsqueeze(1)
                 inside = (top == target).any(-1)

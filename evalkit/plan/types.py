@@ -139,6 +139,7 @@ class JudgeProvider:
     n_ctx: int = 2048
     threads: int = 1
     batch_size: int = 16
+    dtype: str = "float32"
 
 
 @dataclass(frozen=True)

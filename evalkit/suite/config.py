@@ -347,6 +347,11 @@ class JudgeProviderConfig(StrictModel):
     batch_size: Annotated[StrictInt, Field(ge=1, le=1024)] = Field(
         default=16, description="hf: requests judged in one batch"
     )
+    dtype: Literal["float32", "bfloat16", "auto"] = Field(
+        default="float32",
+        description="hf: the judge model's dtype; auto: bfloat16 where the CPU computes it "
+        "natively (AMX or AVX512-BF16), else float32",
+    )
 
     @model_validator(mode="after")
     def _one_endpoint(self) -> JudgeProviderConfig:

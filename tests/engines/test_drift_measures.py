@@ -136,7 +136,15 @@ def test_open_shift_reads_an_answer_once_whichever_variant_wrote_it(tiny_model_d
         with timer("other k"), fresh.variant("base"):
             other = fresh.base_topk_shift(pairs, k=1)
     rows = {r["stage"]: r for r in prof.rows()}
-    assert rows["first"]["forward_tokens"] > 0
+    # one batch: the prompts' common start (the chat template's system turn) runs once
+    ctxs = [fresh._encode_chat(p) for p in prompts]
+    seqs = [
+        c + fresh.tokenizer(a, add_special_tokens=False)["input_ids"]
+        for c, (_, a) in zip(ctxs, pairs, strict=True)
+    ]
+    shared = next(k for k in range(len(ctxs[0])) if ctxs[0][k] != ctxs[1][k])
+    assert shared >= 20
+    assert rows["first"]["forward_tokens"] == sum(map(len, seqs)) - shared
     assert "forward_tokens" not in rows["again"]  # nothing ran
     assert rows["other k"]["forward_tokens"] == rows["first"]["forward_tokens"]
     assert again == first

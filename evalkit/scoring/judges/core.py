@@ -16,7 +16,7 @@ from evalkit.errors import EvalkitError, InputError
 from evalkit.plan.types import Plan
 from evalkit.redact import register_secret
 from evalkit.scoring.judges.cache import JudgeCache
-from evalkit.scoring.judges.hf_judge import HFJudgeClient, HFJudgeSettings
+from evalkit.scoring.judges.hf_judge import HFJudgeClient, HFJudgeSettings, resolve_dtype
 from evalkit.scoring.judges.openai_provider import JudgeClient, ProviderSettings, Reply
 from evalkit.scoring.judges.parse import Verdict, weighted_score
 from evalkit.scoring.judges.render import render_prompt
@@ -61,6 +61,8 @@ class ProviderConfig(Protocol):
     def threads(self) -> int: ...
     @property
     def batch_size(self) -> int: ...
+    @property
+    def dtype(self) -> str: ...
 
 
 class JudgeUnavailableError(EvalkitError):
@@ -100,6 +102,7 @@ class Endpoint:
     api_key: str
     gguf: Path | None = None
     hf_source: str | None = None  # the in-process judge's model directory
+    hf_dtype: str = "float32"  # and its dtype, `auto` resolved
 
     @property
     def host(self) -> str:
@@ -166,8 +169,11 @@ def resolve_endpoint(cfg: ProviderConfig, root: Path) -> Endpoint:
 
         check_hf_model(cfg.hf, root)
         resolved = resolve_model(cfg.hf, relative_to=root)
-        model_id = f"hf|{cfg.hf}|{model_fingerprint(resolved)}"
-        return Endpoint(cfg, model_id, cfg.hf, None, "local", hf_source=resolved.source)
+        dtype = resolve_dtype(cfg.dtype)
+        model_id = f"hf|{cfg.hf}|{model_fingerprint(resolved)}|{dtype}"
+        return Endpoint(
+            cfg, model_id, cfg.hf, None, "local", hf_source=resolved.source, hf_dtype=dtype
+        )
     if cfg.serve:
         gguf = resolve_gguf(cfg.serve, root)
         model_id = f"{cfg.serve}|{gguf.name}|{gguf.stat().st_size}"
@@ -286,7 +292,12 @@ class JudgeRunner:
                 c = e.config
                 self.client = HFJudgeClient(
                     HFJudgeSettings(
-                        e.hf_source, c.max_tokens, c.structured, c.logprobs, c.batch_size
+                        e.hf_source,
+                        c.max_tokens,
+                        c.structured,
+                        c.logprobs,
+                        c.batch_size,
+                        e.hf_dtype,
                     )
                 )
                 return self.client

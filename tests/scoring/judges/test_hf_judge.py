@@ -169,3 +169,27 @@ def test_missing_hf_model_is_an_input_error(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="neither builtin"):
         check_hf_model("no-such-model-dir", tmp_path)
+
+
+def test_dtype_auto_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch) -> None:
+    from pathlib import Path as P
+
+    import torch
+
+    from evalkit.scoring.judges import hf_judge
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    assert hf_judge.resolve_dtype("float32") == "float32"
+    assert hf_judge.resolve_dtype("bfloat16") == "bfloat16"
+    for flags, want in (("fpu avx2 avx512f", "float32"), ("fpu avx512_bf16 amx_bf16", "bfloat16")):
+        monkeypatch.setattr(P, "read_text", lambda self, flags=flags: f"flags : {flags}\n")
+        assert hf_judge.resolve_dtype("auto") == want
+
+
+def test_the_dtype_is_part_of_the_judge_model_id(tiny_model_dir: Path) -> None:
+    ids = {
+        d: resolve_endpoint(JudgeProviderConfig(hf=str(tiny_model_dir), dtype=d), REPO).model_id
+        for d in ("float32", "bfloat16")
+    }
+    assert ids["float32"].endswith("|float32") and ids["bfloat16"].endswith("|bfloat16")
