@@ -64,3 +64,32 @@ def test_server_is_stopped_when_the_block_fails() -> None:
         assert _port_open(url)
         raise RuntimeError("the run failed")
     assert seen and not _port_open(seen[0])
+
+
+def test_the_in_process_judge_scores_like_the_llama_cpp_server() -> None:
+    """The demo's judge (`hf:`, verdict read from the model's distribution over the allowed
+    scores) against the same model behind llama.cpp's server with a JSON-schema grammar,
+    on the first 8 of the demo's calibration labels: the same score on every one. The
+    server computes on the Q4_1 weights with 8-bit activations, the in-process judge on
+    them de-quantized, in bfloat16 where the CPU computes it natively."""
+    from evalkit.scoring.judges.calibrate import read_labels
+
+    spec = load_judge_spec(REPO / "judges" / "legal-format.yaml")
+    items = [item for item, _ in read_labels(REPO / "suites/data/legal/judge_labels.jsonl", spec)]
+    items = items[:8]
+    scores = {}
+    for name, cfg in (
+        (
+            "hf",
+            JudgeProviderConfig(hf="builtin:smollm2-135m-instruct", dtype="auto", max_tokens=16),
+        ),
+        (
+            "server",
+            JudgeProviderConfig(serve="builtin:smollm2-135m-instruct", max_tokens=16, threads=2),
+        ),
+    ):
+        with JudgeRunner(resolve_endpoint(cfg, REPO), cache=None) as runner:
+            out = runner.judge(spec, items)
+        assert all(j.error is None for j in out), [j.error for j in out]
+        scores[name] = [j.score for j in out]
+    assert scores["hf"] == scores["server"]
