@@ -132,6 +132,10 @@ def test_token_batches_respect_the_budget(engine: HFEngine, monkeypatch) -> None
     for batch in got:
         assert len(batch) <= engine.batch_size
         assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 100
+    # long sequences run alone, the short ones still share batches
+    alone = list(engine._token_batches(list(range(len(lengths))), lengths, alone=40))
+    assert alone[:3] == [[0], [1], [2]]
+    assert sorted(i for b in alone[3:] for i in b) == [3, 4, 5, 6] and len(alone) < 7
 
 
 def manual_kl(engine: HFEngine, text: str, variant: str, first: int) -> tuple[float, float]:
@@ -149,8 +153,10 @@ def manual_kl(engine: HFEngine, text: str, variant: str, first: int) -> tuple[fl
     return nll, kl
 
 
-def test_rolling_kl_matches_plain_forwards(engine: HFEngine, monkeypatch) -> None:
+@pytest.mark.parametrize("alone", [512, 30])  # 30: the long text runs in a forward of its own
+def test_rolling_kl_matches_plain_forwards(engine: HFEngine, monkeypatch, alone: int) -> None:
     monkeypatch.setattr("evalkit.engines.hf_scoring.KL_TOKENS", 20)  # the KL on 20 tokens
+    monkeypatch.setattr("evalkit.engines.hf_scoring.ALONE_TOKENS", alone)
     texts = ["The quick brown fox jumps over the lazy dog. " * 6, "A short one."]
     with engine.variant("base"):
         base = engine.rolling_kl(texts)
