@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import InputError
+from evalkit.errors import InputError, ModelLoadError
 from evalkit.scoring.judges.openai_provider import CallStats, Reply
 
 log = logging.getLogger(__name__)
@@ -108,13 +108,20 @@ class HFJudgeClient:
         self.settings = settings
         self.stats = CallStats(structured_supported=settings.structured)
         t0 = time.perf_counter()
-        self.tokenizer: Any = AutoTokenizer.from_pretrained(settings.source)
+        try:
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(settings.source)
+            self.model: Any = AutoModelForCausalLM.from_pretrained(
+                settings.source, dtype=getattr(torch, settings.dtype)
+            ).eval()
+        except (OSError, ValueError) as exc:  # ValueError: no usable tokenizer, unknown config
+            raise ModelLoadError(
+                f"could not load the judge model {settings.source}: {exc}",
+                hint="Point judge.provider.hf at a model directory with its tokenizer, a "
+                ".gguf file or builtin:smollm2-135m-instruct.",
+            ) from None
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model: Any = AutoModelForCausalLM.from_pretrained(
-            settings.source, dtype=getattr(torch, settings.dtype)
-        ).eval()
         log.info("in-process judge %s loaded in %.1fs", settings.source, time.perf_counter() - t0)
 
     def close(self) -> None:

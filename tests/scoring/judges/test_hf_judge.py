@@ -193,3 +193,11 @@ def test_the_dtype_is_part_of_the_judge_model_id(tiny_model_dir: Path) -> None:
         for d in ("float32", "bfloat16")
     }
     assert ids["float32"].endswith("|float32") and ids["bfloat16"].endswith("|bfloat16")
+
+
+def test_a_model_that_does_not_load_is_a_model_load_error(tmp_path: Path) -> None:
+    from evalkit.errors import ModelLoadError
+
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(ModelLoadError, match="could not load the judge model"):
+        HFJudgeClient(HFJudgeSettings(str(tmp_path)))
