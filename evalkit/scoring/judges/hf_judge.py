@@ -119,6 +119,9 @@ class HFJudgeClient:
                 hint="Point judge.provider.hf at a model directory with its tokenizer, a "
                 ".gguf file or builtin:smollm2-135m-instruct.",
             ) from None
+        # on the GPU where there is one (`auto` chose bfloat16 for it)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(self.device)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -170,6 +173,7 @@ class HFJudgeClient:
                 [self._encode(self._prompt(m)) for m in messages],
                 max_new_tokens=s.max_tokens,
                 batch_size=s.batch_size,
+                device=self.device,
             )
             return [self._free_reply(t) for t in toks]
 
@@ -200,6 +204,7 @@ class HFJudgeClient:
             [self._encode(self._prompt(m) + verdict.opening) for m in messages],
             max_new_tokens=max(room, 0),
             batch_size=s.batch_size,
+            device=self.device,
             stops=['"'],
             steer=steer,
             steer_len=1 + len(fed_after),
