@@ -132,16 +132,8 @@ def _generate_batch(
     alive = list(range(n))  # the prompt index of each row still in the batch
     count("forward_tokens", shared + sum(len(p) for p in rest))
     with torch.inference_mode():
+        run_shared_start(model, prompts[0][:shared], n, cache)
         if shared:
-            model(
-                input_ids=torch.tensor([prompts[0][:shared]], device=ids.device),
-                position_ids=torch.arange(shared, device=ids.device)[None],
-                cache=cache,
-                use_cache=True,
-                **keep_last,
-            )
-            for layer in cache.layers:
-                layer.repeat_rows(n)
             mask = torch.cat([mask.new_ones((n, shared)), mask], dim=1)
         logits = model(
             input_ids=ids,
@@ -185,6 +177,27 @@ def _generate_batch(
             ).logits[:, -1]
             next_pos = next_pos + 1
     return out
+
+
+def run_shared_start(model: Any, tokens: list[int], rows: int, cache: Any = None) -> Any:
+    """Run a start that `rows` sequences share once, for one row, and repeat its keys and
+    values for each row (into `cache`, or a new one); the cache is returned, and `cache`
+    unchanged when there is no shared start."""
+    import torch
+
+    if not tokens:
+        return cache
+    device = model.device
+    supports = getattr(model, "_supports_logits_to_keep", lambda: False)
+    out = model(
+        input_ids=torch.tensor([tokens], device=device),
+        position_ids=torch.arange(len(tokens), device=device)[None],
+        past_key_values=cache,
+        use_cache=True,
+        **({"logits_to_keep": 1} if supports() else {}),
+    )
+    out.past_key_values.batch_repeat_interleave(rows)
+    return out.past_key_values
 
 
 def _feed(
@@ -243,15 +256,12 @@ def preallocated_cache(capacity: int) -> Any:
         def get_seq_length(self) -> int:
             return self.length if self.is_initialized else 0
 
-        def repeat_rows(self, n: int) -> None:
-            """One row's keys and values (a shared prompt start) as the first positions of
-            `n` rows."""
-            if self.is_initialized and self._k.shape[0] != n:
-                k, v = self._k, self._v
-                self._k = k.new_empty((n, *k.shape[1:]))
-                self._v = v.new_empty((n, *v.shape[1:]))
-                self._k[:, :, : self.length] = k[:, :, : self.length]
-                self._v[:, :, : self.length] = v[:, :, : self.length]
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            # transformers' layer method, on the preallocated buffers: one row's keys and
+            # values (a shared prompt start) become `repeats` rows
+            if self.is_initialized:
+                self._k = self._k.repeat_interleave(repeats, dim=0)
+                self._v = self._v.repeat_interleave(repeats, dim=0)
                 self._views()
 
         def batch_select_indices(self, indices: Any) -> None:

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
-from evalkit.engines.hf_generate import MIN_SHARED_PREFIX, common_prefix
+from evalkit.engines.hf_generate import MIN_SHARED_PREFIX, common_prefix, run_shared_start
 from evalkit.profile import count
 
 ROLLING_WINDOW = 1024
@@ -133,7 +133,7 @@ class ScoringMixin:
         supports = getattr(self.model, "_supports_logits_to_keep", lambda: False)
         keep_last = {"logits_to_keep": 1} if supports() else {}
         with torch.inference_mode():
-            start = self._shared_start(ctxs[0][:shared], len(batch))
+            start = run_shared_start(self.model, ctxs[0][:shared], len(batch))
             out = self.model(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
@@ -178,23 +178,6 @@ class ScoringMixin:
                 total += float(later[row, k - 1, toks[k]])
             result[r] = total
         return result
-
-    def _shared_start(self, tokens: list[int], rows: int) -> Any:
-        """The KV cache of a start that `rows` sequences share: run once, for one row, and
-        repeated for each; None for no shared start."""
-        if not tokens:
-            return None
-        import torch
-
-        supports = getattr(self.model, "_supports_logits_to_keep", lambda: False)
-        cache = self.model(
-            input_ids=torch.tensor([tokens], device=self.device),
-            position_ids=torch.arange(len(tokens), device=self.device)[None],
-            use_cache=True,
-            **({"logits_to_keep": 1} if supports() else {}),
-        ).past_key_values
-        cache.batch_repeat_interleave(rows)
-        return cache
 
     def _rolling_windows(
         self, texts: list[str]
@@ -354,7 +337,7 @@ class ScoringMixin:
         order = sorted(todo, key=lambda i: -len(seqs[i]))
         pad = self.tokenizer.pad_token_id
         for idx in self._token_batches(order, [len(s) for s in seqs]):
-            # the common start of the batch's prompts runs once (see _score_shared_context)
+            # the common start of the batch's prompts runs once (see run_shared_start)
             shared = common_prefix([ctxs[i] for i in idx]) if len(idx) > 1 else 0
             shared = shared if shared >= MIN_SHARED_PREFIX else 0
             width = max(len(seqs[i]) for i in idx) - shared
@@ -366,7 +349,7 @@ class ScoringMixin:
                 mask[row, shared : len(seqs[i])] = 1
             count("forward_tokens", int(mask.sum()) - (len(idx) - 1) * shared)
             with torch.inference_mode(), self._as_base():
-                start = self._shared_start(ctxs[idx[0]][:shared], len(idx))
+                start = run_shared_start(self.model, ctxs[idx[0]][:shared], len(idx))
                 logits = self.model(
                     input_ids=ids.to(self.device),
                     attention_mask=mask.to(self.device),

@@ -112,6 +112,14 @@ class Endpoint:
             return "127.0.0.1 (local llama.cpp)"
         return ProviderSettings(self.base_url or "", self.model).endpoint
 
+    def hf_settings(self) -> HFJudgeSettings:
+        """Settings of the in-process judge (`hf:`)."""
+        assert self.hf_source is not None
+        c = self.config
+        return HFJudgeSettings(
+            self.hf_source, c.max_tokens, c.structured, c.logprobs, c.batch_size, self.hf_dtype
+        )
+
     def settings(self, base_url: str) -> ProviderSettings:
         c = self.config
         return ProviderSettings(
@@ -289,17 +297,7 @@ class JudgeRunner:
 
             e = self.endpoint
             if e.hf_source is not None:
-                c = e.config
-                self.client = HFJudgeClient(
-                    HFJudgeSettings(
-                        e.hf_source,
-                        c.max_tokens,
-                        c.structured,
-                        c.logprobs,
-                        c.batch_size,
-                        e.hf_dtype,
-                    )
-                )
+                self.client = HFJudgeClient(e.hf_settings())
                 return self.client
             self._stack = ExitStack()
             self.client = JudgeClient(self._stack.enter_context(started(e)))

@@ -6,6 +6,7 @@ and the cache like a served judge."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,20 @@ def _messages(q: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": "You grade answers."}, {"role": "user", "content": q}]
 
 
-def _direct(model_dir: Path, q: str, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
-    """The same reply computed one request at a time with plain transformers calls."""
+@functools.cache
+def _load(model_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return tok, AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+
+
+def _direct(model_dir: Path, q: str, schema: dict[str, Any], max_tokens: int) -> dict[str, Any]:
+    """The same reply computed one request at a time with plain transformers calls."""
+    import torch
+
+    tok, model = _load(model_dir)
     v = verdict_tokens(tok, schema)
     text = tok.apply_chat_template(_messages(q), add_generation_prompt=True, tokenize=False)
     ids = tok(text + v.opening, add_special_tokens=False)["input_ids"]
