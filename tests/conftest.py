@@ -34,12 +34,15 @@ def _own_cache_dir(
     tmp_path_factory: pytest.TempPathFactory, _session_cache: Path
 ) -> Iterator[Path]:
     """Every test gets its own EVALKIT_CACHE_DIR, so no test reads results another test
-    (or an earlier run) cached; converted models are shared through a link."""
+    (or an earlier run) cached; converted models are shared through a link. The cache is
+    removed after the test: a full session would otherwise keep hundreds of them (trained
+    adapters, results databases) on disk until pytest prunes its old runs."""
     cache = tmp_path_factory.mktemp("cache")
     (cache / "models").symlink_to(_session_cache / "models", target_is_directory=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("EVALKIT_CACHE_DIR", str(cache))
         yield cache
+    shutil.rmtree(cache, ignore_errors=True)  # the link goes, the shared models stay
 
 
 @pytest.fixture(scope="session")

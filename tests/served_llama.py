@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,3 +85,4 @@ def llama_models(
     finally:
         _stop(proc)
         logf.close()
+        shutil.rmtree(work, ignore_errors=True)

@@ -192,12 +192,9 @@ settings:
     return path
 
 
-def test_suite_on_the_served_engine_runs_end_to_end(
-    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_suite_on_the_served_engine_runs_end_to_end(server: str, tmp_path: Path) -> None:
     from evalkit.pipeline import run_suite
 
-    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     out = run_suite(_suite(tmp_path, server, variants="[base]"), output_dir=tmp_path / "out")
     assert out.exit_code == 0, out.results.get("warnings")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -207,12 +204,9 @@ def test_suite_on_the_served_engine_runs_end_to_end(
     assert "api_key" not in json.dumps(eng)
 
 
-def test_parity_catches_an_engine_that_drops_the_adapter(
-    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_parity_catches_an_engine_that_drops_the_adapter(server: str, tmp_path: Path) -> None:
     from evalkit.pipeline import run_suite
 
-    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     out = run_suite(
         _suite(tmp_path, server, variants="[base, legal-r16]"), output_dir=tmp_path / "out"
     )
@@ -225,7 +219,7 @@ def test_parity_catches_an_engine_that_drops_the_adapter(
 
 
 def test_server_killed_mid_run_keeps_finished_work_and_a_rerun_does_the_rest(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     from collections.abc import Iterator
     from contextlib import contextmanager
@@ -234,7 +228,6 @@ def test_server_killed_mid_run_keeps_finished_work_and_a_rerun_does_the_rest(
     from evalkit.pipeline import run_suite
     from evalkit.scoring.judges.local_server import free_port
 
-    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     port = free_port()
     with llama_models(["smollm2"], port=port) as served:
         path = _suite(tmp_path, served.url, variants="[base]", second_task=True)

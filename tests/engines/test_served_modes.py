@@ -134,16 +134,13 @@ def test_unreadable_rolling_text_is_unscored_not_refused(server: str) -> None:
     assert ok[0].reason is None and -6.0 < ok[0].logprob < -2.0
 
 
-def test_a_server_without_prompt_logprobs_leaves_them_unscored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_server_without_prompt_logprobs_leaves_them_unscored(tmp_path: Path) -> None:
     """llama.cpp without --logits_all refuses logprobs (http 500, naming them): no retry,
     and every metric read from log-likelihoods is unscored with the server's words; the
     run's warnings name them; generation still works. (`engine.reference: skip`: the
     parity check needs prompt logprobs too, so without it the run would stop there.)"""
     from evalkit.pipeline import run_suite
 
-    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     why = "logprobs is not supported for models created with logits_all=False"
     with llama_models(["smollm2"], logits_all=False) as served:
         eng = _engine(served.url, models={"base": "smollm2", "legal-r16": "smollm2"})
@@ -228,12 +225,9 @@ settings:
     return path
 
 
-def test_chat_suite_with_a_served_lora_runs_end_to_end(
-    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_chat_suite_with_a_served_lora_runs_end_to_end(server: str, tmp_path: Path) -> None:
     from evalkit.pipeline import run_suite
 
-    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     path = _suite(tmp_path, server, variants="[base, legal-r16]", api="chat")
     out = run_suite(path, output_dir=tmp_path / "out")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
