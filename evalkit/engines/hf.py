@@ -252,6 +252,10 @@ class HFEngine(ScoringMixin):
     def loglikelihood(
         self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
     ) -> list[LogLikelihood]:
+        """Requests with the same prompt share one row of one forward pass, the prompt
+        once and every continuation after it (see hf_contexts)."""
+        from evalkit.engines.hf_contexts import score_contexts
+
         groups: dict[ChatPrompt, list[int]] = {}
         for r, (prompt, _) in enumerate(requests):
             groups.setdefault(prompt, []).append(r)
@@ -260,13 +264,21 @@ class HFEngine(ScoringMixin):
         ]
         scores = [0.0] * len(requests)
         items = [(self._encode_chat(p), idx) for p, idx in groups.items()]
-        items.sort(key=lambda it: len(it[0]))  # similar lengths share a batch: less padding
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
-            for r, value in self._score_shared_context(batch, conts).items():
-                scores[r] = value
+        # a row holds its prompt and each continuation but its last token
+        lengths = [len(ctx) + sum(max(len(conts[r]) - 1, 0) for r in idx) for ctx, idx in items]
+        order = sorted(range(len(items)), key=lambda i: lengths[i])  # rows of like length
+        for batch in self._token_batches(order, lengths):
+            chosen = [items[i] for i in batch]
+            values = score_contexts(
+                self.model,
+                self.tokenizer.pad_token_id,
+                [(ctx, [conts[r] for r in idx]) for ctx, idx in chosen],
+            )
+            for (_, idx), row in zip(chosen, values, strict=True):
+                for r, value in zip(idx, row, strict=True):
+                    scores[r] = value
             if progress:
-                progress(sum(len(idx) for _, idx in batch))
+                progress(sum(len(idx) for _, idx in chosen))
         return [LogLikelihood(scores[r], len(conts[r])) for r in range(len(requests))]
 
     def probe_logits(self, texts: list[str]) -> list[np.ndarray]:

@@ -192,7 +192,7 @@ def run_shared_start(model: Any, tokens: list[int], rows: int, cache: Any = None
     out = model(
         input_ids=torch.tensor([tokens], device=device),
         position_ids=torch.arange(len(tokens), device=device)[None],
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
         **({"logits_to_keep": 1} if supports() else {}),
     )

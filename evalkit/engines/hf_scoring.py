@@ -99,86 +99,6 @@ class ScoringMixin:
     def _encode_chat(self, prompt: ChatPrompt) -> list[int]:
         raise NotImplementedError
 
-    def _score_shared_context(
-        self, batch: list[tuple[list[int], list[int]]], conts: list[list[int]]
-    ) -> dict[int, float]:
-        """Score every continuation of each context while running the context only once:
-        the contexts go through the model left-padded, their KV cache is repeated once per
-        continuation, and the continuations run on top of it. For multiple choice this
-        costs one pass over the question instead of one per option."""
-        import torch
-
-        pad = self.tokenizer.pad_token_id
-        ctxs = [ctx for ctx, _ in batch]
-        # the contexts' common start (the chat template's system turn) runs once, for one
-        # row, and every context continues from its keys and values
-        shared = common_prefix(ctxs) if len(ctxs) > 1 else 0
-        shared = shared if shared >= MIN_SHARED_PREFIX else 0
-        width = max(len(ctx) for ctx in ctxs) - shared
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
-        mask[:, :shared] = 1
-        for row, ctx in enumerate(ctxs):
-            ids[row, width - len(ctx) + shared :] = torch.tensor(ctx[shared:])
-            mask[row, shared + width - len(ctx) + shared :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]
-        rows = [(g, r) for g, (_, idx) in enumerate(batch) for r in idx]
-        owner = torch.tensor([g for g, _ in rows])
-        longest = max(len(conts[r]) for _, r in rows)
-        # the contexts once, then each continuation but its last token on their cache
-        count("forward_tokens", shared + sum(len(c) - shared for c in ctxs))
-        count("forward_tokens", sum(max(len(conts[r]) - 1, 0) for _, r in rows))
-        # the contexts' logits matter at their last position only (left padding puts it
-        # at the end of every row): the lm head on the others would be a fifth of the pass
-        supports = getattr(self.model, "_supports_logits_to_keep", lambda: False)
-        keep_last = {"logits_to_keep": 1} if supports() else {}
-        with torch.inference_mode():
-            start = run_shared_start(self.model, ctxs[0][:shared], len(batch))
-            out = self.model(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                position_ids=positions.to(self.device),
-                past_key_values=start,
-                use_cache=True,
-                **keep_last,
-            )
-            # logits predicting each continuation token: the context's last position for
-            # the first token, then the continuation's own positions
-            first = torch.log_softmax(out.logits[:, -1].float(), -1)[owner.to(self.device)]
-            later = None
-            if longest > 1:
-                cache = out.past_key_values
-                cache.reorder_cache(owner.to(self.device))
-                cont_ids = torch.full((len(rows), longest - 1), pad, dtype=torch.long)
-                cont_mask = torch.zeros((len(rows), longest - 1), dtype=torch.long)
-                for row, (_, r) in enumerate(rows):
-                    tail = conts[r][:-1]
-                    if tail:
-                        cont_ids[row, : len(tail)] = torch.tensor(tail)
-                    cont_mask[row, : len(tail)] = 1
-                ctx_len = mask.sum(-1)[owner]
-                cont_pos = ctx_len.unsqueeze(1) + torch.arange(longest - 1).unsqueeze(0)
-                full_mask = torch.cat([mask[owner], cont_mask], dim=1)
-                later = torch.log_softmax(
-                    self.model(
-                        input_ids=cont_ids.to(self.device),
-                        attention_mask=full_mask.to(self.device),
-                        position_ids=cont_pos.to(self.device),
-                        past_key_values=cache,
-                        use_cache=False,
-                    ).logits.float(),
-                    -1,
-                )
-        result = {}
-        for row, (_, r) in enumerate(rows):
-            toks = conts[r]
-            total = float(first[row, toks[0]]) if toks else 0.0
-            for k in range(1, len(toks)):
-                assert later is not None
-                total += float(later[row, k - 1, toks[k]])
-            result[r] = total
-        return result
-
     def _rolling_windows(
         self, texts: list[str]
     ) -> tuple[list[list[int]], list[list[Read]], list[int], set[int]]:
@@ -356,7 +276,7 @@ class ScoringMixin:
                     position_ids=(shared + torch.arange(width))
                     .expand(len(idx), -1)
                     .to(self.device),
-                    past_key_values=start,
+                    cache=start,
                 ).logits
             for row, i in enumerate(idx):
                 # positions len(ctx)-1 .. len(seq)-2 predict the answer's tokens (the
