@@ -50,6 +50,7 @@ class HFEngine(ScoringMixin):
         self.batch_size = batch_size
         self._kl_base = BaseDistributions()
         self._shift_memo = {}
+        self._base_greedy = set()
         # a merged variant's targeted weights as they were before the merge (see _merge)
         self._kept_weights: list[tuple[Any, Any, Any]] = []
         resolved = resolve_model(base_spec, relative_to=relative_to)
@@ -232,22 +233,26 @@ class HFEngine(ScoringMixin):
         from evalkit.engines.hf_generate import generate_greedy
 
         stops = generation_stops(self.tokenizer, stop)
+        encoded = [self._encode_chat(p) for p in prompts]
         generated = generate_greedy(
             self.model,
             self.tokenizer,
-            [self._encode_chat(p) for p in prompts],
+            encoded,
             max_new_tokens=max_new_tokens,
             batch_size=self.batch_size,
             stops=stops,
             device=self.device,
             progress=progress,
         )
-        return [
+        texts = [
             cut_at_stops(
                 str(self.tokenizer.decode(toks, skip_special_tokens=False)), stops, self.tokenizer
             )
             for toks in generated
         ]
+        if self._active_is_base():
+            self._remember_base_greedy(encoded, generated, texts)
+        return texts
 
     def loglikelihood(
         self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None

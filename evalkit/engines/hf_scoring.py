@@ -49,6 +49,11 @@ def _shift_key(k: int, n_ctx: int, seq: list[int]) -> bytes:
     return hashlib.sha256(array("q", [k, n_ctx, *seq]).tobytes()).digest()
 
 
+def _answer_key(ctx: list[int], answer: list[int]) -> bytes:
+    """A short exact key of a prompt and an answer's tokens."""
+    return hashlib.sha256(array("q", [len(ctx), *ctx, *answer]).tobytes()).digest()
+
+
 def _window_key(seq: list[int]) -> bytes:
     """The KL positions of a window: its first KL_TOKENS + 1 input ids (causal, so the
     base's distributions there depend on nothing after them)."""
@@ -89,6 +94,9 @@ class ScoringMixin:
     # reuse across variants within one engine (set up by the engine's __init__)
     _kl_base: BaseDistributions  # the base's prose distributions, for every variant's KL
     _shift_memo: dict[bytes, TopKShift]  # open-shift readings by (k, prompt, answer)
+    # (prompt, answer) pairs whose answer is the base's own greedy continuation, token for
+    # token: the base, reading it, finds every token its most likely one (open-shift 0)
+    _base_greedy: set[bytes]
 
     def _as_base(self) -> AbstractContextManager[None]:
         raise NotImplementedError
@@ -98,6 +106,16 @@ class ScoringMixin:
 
     def _encode_chat(self, prompt: ChatPrompt) -> list[int]:
         raise NotImplementedError
+
+    def _remember_base_greedy(
+        self, encoded: list[list[int]], generated: list[list[int]], texts: list[str]
+    ) -> None:
+        """Note the base's generated answers whose text, tokenized again, is a start of
+        the tokens it generated (so open-shift would read exactly those positions)."""
+        for ctx, toks, text in zip(encoded, generated, texts, strict=True):
+            answer = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            if answer and answer == toks[: len(answer)]:
+                self._base_greedy.add(_answer_key(ctx, answer))
 
     def _rolling_windows(
         self, texts: list[str]
@@ -252,6 +270,11 @@ class ScoringMixin:
         for i, key in enumerate(keys):
             if key in memo:
                 out[i] = memo[key]
+            elif k >= 2 and _answer_key(ctxs[i], conts[i]) in self._base_greedy:
+                # the base wrote this answer greedily: each token was its argmax there, so
+                # it is inside the base's top k (k >= 2 leaves room for a near tie that
+                # another batch's float order would break the other way)
+                out[i] = TopKShift(0, len(conts[i]))
             elif conts[i]:
                 todo.append(i)
         order = sorted(todo, key=lambda i: -len(seqs[i]))

@@ -152,3 +152,33 @@ def test_open_shift_reads_an_answer_once_whichever_variant_wrote_it(tiny_model_d
         assert (s.outside, s.n_tokens) == direct_shift(fresh, p, a, 3)
     # a narrower top-k is another request: computed, and leaves at least as many out
     assert all(o.outside >= f.outside for o, f in zip(other, first, strict=True))
+
+
+@pytest.mark.integration
+def test_the_base_reading_its_own_greedy_answers_runs_nothing(default_model_dir: Path) -> None:
+    """Answers the base generated itself are its argmax at every token: open-shift counts
+    none of them outside its top k without a forward pass, and a fresh engine that did not
+    generate them computes the same zeros; top-1 is still computed (a near tie there may
+    break either way in another batch's float order). The default model: a tiny random
+    one writes token salad that does not tokenize back to the tokens it wrote."""
+    from evalkit.profile import Profile, timer
+
+    prompts = [ChatPrompt("What is the capital of France?"), ChatPrompt("Name a colour.")]
+    gen = HFEngine(str(default_model_dir), {}, batch_size=3)
+    prof = Profile()
+    with prof.activate(), gen.variant("base"):
+        answers = gen.generate(prompts, max_new_tokens=12)
+        pairs = list(zip(prompts, answers, strict=True))
+        with timer("own"):
+            own = gen.base_topk_shift(pairs, k=3)
+        with timer("top1"):
+            gen.base_topk_shift(pairs, k=1)
+    rows = {r["stage"]: r for r in prof.rows()}
+    assert "forward_tokens" not in rows["own"]
+    assert rows["top1"]["forward_tokens"] > 0
+    assert [s.outside for s in own] == [0, 0] and all(s.n_tokens > 3 for s in own)
+    fresh = HFEngine(str(default_model_dir), {}, batch_size=3)
+    with fresh.variant("base"):
+        assert fresh.base_topk_shift(pairs, k=3) == own
+    for s, (p, a) in zip(own, pairs, strict=True):
+        assert (s.outside, s.n_tokens) == direct_shift(fresh, p, a, 3)
