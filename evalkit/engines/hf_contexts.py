@@ -84,17 +84,16 @@ def score_contexts(model: Any, pad_id: int, items: list[Item]) -> list[list[floa
     targets = torch.tensor([t for _, _, t in reads], dtype=torch.long)
     with torch.inference_mode():
         start = run_shared_start(model, ctxs[0][:shared], n)
-        with _lm_head_on(model, gather_rows.to(device), gather_pos.to(device)) as gathered:
-            logits = model(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions.to(device),
-                cache=start,
-                use_cache=start is not None,
-            ).logits
-        # a model whose logits do not come from its output embeddings' module ran the
-        # lm head on every position: read the same positions from the full logits
-        picked = logits[0] if gathered() else logits[gather_rows, gather_pos]
+        picked = logits_at(
+            model,
+            gather_rows,
+            gather_pos,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=positions.to(device),
+            cache=start,
+            use_cache=start is not None,
+        )
         logp = torch.log_softmax(picked.float(), dim=-1)
         values = logp[torch.arange(len(reads)), targets.to(logp.device)].cpu()
     totals = torch.zeros(flat, dtype=torch.float64)
@@ -124,6 +123,17 @@ def _tree_mask(block_ids: Any, shared: int, dtype: Any) -> Any:
     mask = torch.zeros(full.shape, dtype=dtype)
     mask.masked_fill_(~full, torch.finfo(dtype).min)
     return mask[:, None]
+
+
+def logits_at(model: Any, rows: Any, positions: Any, **inputs: Any) -> Any:
+    """The logits at the given (row, position) pairs of a forward over `inputs`, one per
+    pair (pairs × vocab), with the lm head run on those positions only."""
+    device = model.device
+    with _lm_head_on(model, rows.to(device), positions.to(device)) as gathered:
+        logits = model(**inputs).logits
+    # a model whose logits do not come from its output embeddings' module ran the lm
+    # head on every position: read the same positions from the full logits
+    return logits[0] if gathered() else logits[rows.to(device), positions.to(device)]
 
 
 @contextmanager

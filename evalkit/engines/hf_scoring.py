@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
+from evalkit.engines.hf_contexts import logits_at
 from evalkit.engines.hf_generate import MIN_SHARED_PREFIX, common_prefix, run_shared_start
 from evalkit.profile import count
 
@@ -291,20 +292,26 @@ class ScoringMixin:
                 ids[row, : len(seqs[i]) - shared] = torch.tensor(seqs[i][shared:])
                 mask[row, shared : len(seqs[i])] = 1
             count("forward_tokens", int(mask.sum()) - (len(idx) - 1) * shared)
+            # positions len(ctx)-1 .. len(seq)-2 predict the answer's tokens (the rows
+            # start after the shared start): the lm head runs on those only
+            spans = [range(len(ctxs[i]) - 1 - shared, len(seqs[i]) - 1 - shared) for i in idx]
             with torch.inference_mode(), self._as_base():
                 start = run_shared_start(self.model, ctxs[idx[0]][:shared], len(idx))
-                logits = self.model(
+                logits = logits_at(
+                    self.model,
+                    torch.tensor([row for row, sp in enumerate(spans) for _ in sp]),
+                    torch.tensor([p for sp in spans for p in sp]),
                     input_ids=ids.to(self.device),
                     attention_mask=mask.to(self.device),
                     position_ids=(shared + torch.arange(width))
                     .expand(len(idx), -1)
                     .to(self.device),
                     cache=start,
-                ).logits
+                )
+            first = 0
             for row, i in enumerate(idx):
-                # positions len(ctx)-1 .. len(seq)-2 predict the answer's tokens (the
-                # logits start after the shared start)
-                span = logits[row, len(ctxs[i]) - 1 - shared : len(seqs[i]) - 1 - shared].float()
+                span = logits[first : first + len(spans[row])].float()
+                first += len(spans[row])
                 top = span.topk(min(k, span.shape[-1]), dim=-1).indices
                 target = torch.tensor(conts[i], device=top.device).unsqueeze(1)
                 inside = (top == target).any(-1)

@@ -69,3 +69,22 @@ def test_the_lm_head_runs_on_the_read_positions_only(model: Any) -> None:
     vocab = model.config.vocab_size
     # the shared start's own forward keeps one position; the batch's keeps the six read
     assert seen[-1] == (1, 6, vocab)
+
+
+def test_logits_at_reads_the_full_logits_when_the_head_is_not_reached(
+    model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model whose logits do not come from its output embeddings' module: the same
+    positions are read from the full logits."""
+    from evalkit.engines.hf_contexts import logits_at
+
+    ids = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]])
+    rows, positions = torch.tensor([0, 1, 1]), torch.tensor([3, 0, 2])
+    with torch.inference_mode():
+        full = model(input_ids=ids).logits
+        gathered = logits_at(model, rows, positions, input_ids=ids)
+        monkeypatch.setattr(model, "get_output_embeddings", lambda: None)
+        fallback = logits_at(model, rows, positions, input_ids=ids)
+    want = full[rows, positions]
+    assert gathered.shape == want.shape == fallback.shape
+    assert torch.allclose(gathered, want, atol=1e-5) and torch.equal(fallback, want)
