@@ -85,7 +85,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is a local directory; 
 from evalkit.engines.base import ChatPrompt  # noqa: E402
 from evalkit.engines.chat import render_chat  # noqa: E402
 from evalkit.engines.hf_scoring import ROLLING_WINDOW  # noqa: E402
-from evalkit.plan.probes import knowledge_mc, probe_data_dir  # noqa: E402
+from evalkit.plan.probes import build_probes, probe_data_dir  # noqa: E402
 
 MODEL = "builtin:smollm2-135m-instruct"
 GEMM_TOKENS = 1024
@@ -127,7 +127,7 @@ def main() -> None:
     half = len(docs) // 2
     docs = docs[: args.docs // 2] + docs[half : half + args.docs - args.docs // 2]
     texts = [p.read_text(encoding="utf-8").strip() for p in docs]
-    task = knowledge_mc(0.05)
+    (task,) = build_probes(["knowledge-mc"], {})
     step = max(1, len(task.examples) // max(1, args.questions))  # spread over subjects
     examples = task.examples[::step][: args.questions]
 
