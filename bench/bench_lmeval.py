@@ -8,9 +8,10 @@ What runs, both on CPU in fp32 with the same thread count and batch size:
 - rolling perplexity: the built-in prose probe documents (evalkit/plan/probe_data/prose/,
   half from each set): evalkit `HFEngine.rolling_nll` against `HFLM.loglikelihood_rolling`;
 - multiple choice: the built-in knowledge questions, built by evalkit's own
-  `knowledge_mc` probe (so the prompt is the probe's), each option's text scored after the
-  chat-formatted question: evalkit `HFEngine.loglikelihood` (the question's KV cache shared
-  by its options) against `HFLM.loglikelihood` on `Instance` objects, the requests a
+  `knowledge-mc` probe (so the prompt is the probe's), each option's text scored after the
+  chat-formatted question: evalkit `HFEngine.loglikelihood` (each question in one row with
+  all its options, engines/hf_contexts.py) against `HFLM.loglikelihood` on `Instance`
+  objects, the requests a
   `multiple_choice` task makes, built in code instead of from a hub task.
 
 Printed: each engine's time and throughput (tokens/s, questions/s) and their ratio; the
