@@ -42,6 +42,7 @@ typecheck: setup
 # `make test`; each runs alone, since two jobs on 2 cores slow each other many times over).
 bench: setup browser
 	$(BIN)/python bench/bench_generate.py --examples 16 --batch 16
+	$(BIN)/python bench/bench_decode_rows.py
 	$(BIN)/python bench/bench_train.py --examples 32 --repeats 3
 	$(BIN)/python bench/bench_judge.py
 	$(BIN)/python bench/bench_prose_kl.py

@@ -43,9 +43,9 @@ class HFEngine(ScoringMixin):
         relative_to: Path | None = None,
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        _quiet_transformers(load_in_4bit)
+        from evalkit.engines.hf_load import load_for_inference
+
         self.name = base_spec
         self.batch_size = batch_size
         self._kl_base = BaseDistributions()
@@ -57,29 +57,20 @@ class HFEngine(ScoringMixin):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
-        if load_in_4bit:
-            kwargs["quantization_config"] = _bnb_4bit_config(dtype)
         t0 = time.perf_counter()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(resolved.source)
-            model: Any = AutoModelForCausalLM.from_pretrained(resolved.source, **kwargs)
-        except (OSError, ValueError) as exc:  # ValueError: no usable tokenizer, unknown config
-            hint = (
-                None
-                if resolved.is_local
-                else (
-                    "No hub is reachable from here? Use a local model directory, a .gguf file, "
-                    "or builtin:smollm2-135m-instruct."
-                )
-            )
-            raise ModelLoadError(f"could not load model '{base_spec}': {exc}", hint=hint) from None
-        if not load_in_4bit:
-            model.to(self.device)
-        model.eval()
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer, model = load_for_inference(
+            resolved.source,
+            dtype=dtype,
+            device=self.device,
+            what=f"model '{base_spec}'",
+            hint=None
+            if resolved.is_local
+            else (
+                "No hub is reachable from here? Use a local model directory, a .gguf file, "
+                "or builtin:smollm2-135m-instruct."
+            ),
+            quantization_config=_bnb_4bit_config(dtype) if load_in_4bit else None,
+        )
         self._base_fp = model_fingerprint(resolved)
         self._adapter_fp: dict[str, str] = {}
         self.model: Any = model
@@ -296,21 +287,6 @@ class HFEngine(ScoringMixin):
                 logits = self.model(input_ids=ids["input_ids"].to(self.device)).logits[0]
                 out.append(logits.float().cpu().numpy())
         return out
-
-
-def _quiet_transformers(load_in_4bit: bool = False) -> None:
-    """Per-load progress bars and deprecation notices from the libraries would drown the
-    run's own progress; evalkit reports loading itself. bitsandbytes (imported by peft
-    when installed) warns at import about optional 4-bit CPU kernels: news only to a run
-    that loads a 4-bit model, so other runs do not see it. Set before peft is imported."""
-    if not load_in_4bit:
-        logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
-    warnings.filterwarnings("ignore", message=".*past_key_values. is deprecated")
 
 
 def _bnb_4bit_config(dtype: str) -> Any:

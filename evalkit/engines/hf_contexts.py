@@ -1,4 +1,6 @@
-"""Log-likelihoods of continuations that share a context, in one forward pass per batch.
+"""Continuations read after their context, in one forward pass per batch: their
+log-likelihoods (multiple choice, reference answers) and the base's top-k over them
+(open-shift).
 
 Each context (a question, a prompt) is one row: its tokens, then every continuation's
 tokens but the last, one block after another. A 4D attention mask lets each continuation
@@ -23,31 +25,41 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from evalkit.engines.hf_generate import MIN_SHARED_PREFIX, common_prefix, run_shared_start
+from evalkit.engines.hf_generate import run_shared_start, shared_start
 from evalkit.profile import count
 
 # (context, its continuations)
 Item = tuple[list[int], list[list[int]]]
 
 
-def score_contexts(model: Any, pad_id: int, items: list[Item]) -> list[list[float]]:
-    """The summed log-probability of each continuation given its context, for one batch
-    of contexts (each with its continuations, in the order given)."""
+@dataclass(frozen=True)
+class Reads:
+    """The model's next-token logits wherever a continuation token is predicted, in the
+    order of the items and their continuations, token by token."""
+
+    logits: Any  # reads × vocab
+    targets: Any  # (reads,) the token each read predicts
+    owners: Any  # (reads,) the continuation it belongs to, numbered over the whole batch
+    lengths: list[int]  # the tokens of each continuation, in that numbering
+
+
+def read_continuations(model: Any, pad_id: int, items: list[Item]) -> Reads:
+    """One forward pass over a batch of contexts, each a row with its continuations after
+    it, returning the logits that predict every continuation token."""
     import torch
 
     ctxs = [ctx for ctx, _ in items]
-    # common_prefix stops short of the shortest context's last token: every row keeps at
-    # least one context token, whose logits predict each continuation's first token
-    shared = common_prefix(ctxs) if len(ctxs) > 1 else 0
-    shared = shared if shared >= MIN_SHARED_PREFIX else 0
+    # never a context's last token: its logits predict each continuation's first token
+    shared = shared_start(ctxs)
     rows: list[list[int]] = []
     blocks: list[list[int]] = []  # per row position: 0 context, m continuation m, -1 pad
     places: list[list[int]] = []
     reads: list[tuple[int, int, int]] = []  # (row, position, target token), in order
-    owners: list[int] = []  # the continuation (flat index) each read belongs to
-    flat = 0
+    owners: list[int] = []
+    lengths: list[int] = []
     for g, (ctx, conts) in enumerate(items):
         rest = ctx[shared:]
         row, block = list(rest), [0] * len(rest)
@@ -58,11 +70,12 @@ def score_contexts(model: Any, pad_id: int, items: list[Item]) -> list[list[floa
                 # the first token is predicted at the context's last position, the later
                 # ones at the continuation's own previous token
                 reads.append((g, len(rest) - 1 if t == 0 else start + t - 1, tok))
-                owners.append(flat)
-            row += cont[:-1]
-            block += [m] * max(len(cont) - 1, 0)
-            place += [shared + len(rest) + t for t in range(max(len(cont) - 1, 0))]
-            flat += 1
+                owners.append(len(lengths))
+            lengths.append(len(cont))
+            fed = cont[:-1]
+            row += fed
+            block += [m] * len(fed)
+            place += [shared + len(rest) + t for t in range(len(fed))]
         rows.append(row)
         blocks.append(block)
         places.append(place)
@@ -77,32 +90,37 @@ def score_contexts(model: Any, pad_id: int, items: list[Item]) -> list[list[floa
         positions[g, : len(row)] = torch.tensor(place)
     count("forward_tokens", shared + sum(len(r) for r in rows))
     device = model.device
-    dtype = model.get_input_embeddings().weight.dtype
-    mask = _tree_mask(block_ids, shared, dtype)
-    gather_rows = torch.tensor([g for g, _, _ in reads], dtype=torch.long)
-    gather_pos = torch.tensor([p for _, p, _ in reads], dtype=torch.long)
-    targets = torch.tensor([t for _, _, t in reads], dtype=torch.long)
+    mask = _tree_mask(block_ids, shared, model.get_input_embeddings().weight.dtype)
     with torch.inference_mode():
         start = run_shared_start(model, ctxs[0][:shared], n)
-        picked = logits_at(
+        logits = logits_at(
             model,
-            gather_rows,
-            gather_pos,
+            torch.tensor([g for g, _, _ in reads], dtype=torch.long),
+            torch.tensor([p for _, p, _ in reads], dtype=torch.long),
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             position_ids=positions.to(device),
             cache=start,
             use_cache=start is not None,
         )
-        logp = torch.log_softmax(picked.float(), dim=-1)
-        values = logp[torch.arange(len(reads)), targets.to(logp.device)].cpu()
-    totals = torch.zeros(flat, dtype=torch.float64)
-    if reads:
-        totals.index_add_(0, torch.tensor(owners), values.double())
+    targets = torch.tensor([t for _, _, t in reads], dtype=torch.long, device=logits.device)
+    return Reads(logits, targets, torch.tensor(owners, dtype=torch.long), lengths)
+
+
+def score_contexts(model: Any, pad_id: int, items: list[Item]) -> list[list[float]]:
+    """The summed log-probability of each continuation given its context, for one batch
+    of contexts (each with its continuations, in the order given)."""
+    import torch
+
+    got = read_continuations(model, pad_id, items)
+    logp = torch.log_softmax(got.logits.float(), dim=-1)
+    values = logp[torch.arange(len(got.targets)), got.targets].cpu().double()
+    totals = torch.zeros(len(got.lengths), dtype=torch.float64)
+    totals.index_add_(0, got.owners, values)
     out: list[list[float]] = []
     k = 0
     for _, conts in items:
-        out.append([float(totals[k + m]) for m in range(len(conts))])
+        out.append([float(v) for v in totals[k : k + len(conts)]])
         k += len(conts)
     return out
 
@@ -128,12 +146,12 @@ def _tree_mask(block_ids: Any, shared: int, dtype: Any) -> Any:
 def logits_at(model: Any, rows: Any, positions: Any, **inputs: Any) -> Any:
     """The logits at the given (row, position) pairs of a forward over `inputs`, one per
     pair (pairs × vocab), with the lm head run on those positions only."""
-    device = model.device
-    with _lm_head_on(model, rows.to(device), positions.to(device)) as gathered:
+    rows, positions = rows.to(model.device), positions.to(model.device)
+    with _lm_head_on(model, rows, positions) as gathered:
         logits = model(**inputs).logits
     # a model whose logits do not come from its output embeddings' module ran the lm
     # head on every position: read the same positions from the full logits
-    return logits[0] if gathered() else logits[rows.to(device), positions.to(device)]
+    return logits[0] if gathered() else logits[rows, positions]
 
 
 @contextmanager

@@ -111,8 +111,7 @@ def _generate_batch(
     # The prompts' common start (the chat template's system turn, a task's instruction, a
     # judge's rubric) runs once, for one row, and every row continues from its keys and
     # values; at least one token of each prompt stays in the rows for the last logits.
-    shared = common_prefix(prompts) if n > 1 else 0
-    shared = shared if shared >= MIN_SHARED_PREFIX else 0
+    shared = shared_start(prompts)
     rest = [p[shared:] for p in prompts]
     width = max(len(p) for p in rest)
     ids = torch.full((n, width), pad, dtype=torch.long)
@@ -270,6 +269,16 @@ def preallocated_cache(capacity: int) -> Any:
                 self._views()
 
     return Cache(layer_class_to_replicate=PreallocatedLayer)
+
+
+def shared_start(prompts: Sequence[list[int]]) -> int:
+    """How many tokens of the prompts' common start run once for all of them
+    (`run_shared_start`): none for a single prompt or a start shorter than
+    MIN_SHARED_PREFIX, and never a prompt's last token, whose logits each row needs."""
+    if len(prompts) < 2:
+        return 0
+    n = common_prefix(prompts)
+    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 def common_prefix(prompts: Sequence[list[int]]) -> int:

@@ -19,8 +19,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
-from evalkit.engines.hf_contexts import logits_at
-from evalkit.engines.hf_generate import MIN_SHARED_PREFIX, common_prefix, run_shared_start
+from evalkit.engines.hf_contexts import read_continuations
 from evalkit.profile import count
 
 ROLLING_WINDOW = 1024
@@ -279,43 +278,18 @@ class ScoringMixin:
             elif conts[i]:
                 todo.append(i)
         order = sorted(todo, key=lambda i: -len(seqs[i]))
-        pad = self.tokenizer.pad_token_id
         for idx in self._token_batches(order, [len(s) for s in seqs]):
-            # the common start of the batch's prompts runs once (see run_shared_start)
-            shared = common_prefix([ctxs[i] for i in idx]) if len(idx) > 1 else 0
-            shared = shared if shared >= MIN_SHARED_PREFIX else 0
-            width = max(len(seqs[i]) for i in idx) - shared
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), shared + width), dtype=torch.long)
-            mask[:, :shared] = 1
-            for row, i in enumerate(idx):
-                ids[row, : len(seqs[i]) - shared] = torch.tensor(seqs[i][shared:])
-                mask[row, shared : len(seqs[i])] = 1
-            count("forward_tokens", int(mask.sum()) - (len(idx) - 1) * shared)
-            # positions len(ctx)-1 .. len(seq)-2 predict the answer's tokens (the rows
-            # start after the shared start): the lm head runs on those only
-            spans = [range(len(ctxs[i]) - 1 - shared, len(seqs[i]) - 1 - shared) for i in idx]
-            with torch.inference_mode(), self._as_base():
-                start = run_shared_start(self.model, ctxs[idx[0]][:shared], len(idx))
-                logits = logits_at(
-                    self.model,
-                    torch.tensor([row for row, sp in enumerate(spans) for _ in sp]),
-                    torch.tensor([p for sp in spans for p in sp]),
-                    input_ids=ids.to(self.device),
-                    attention_mask=mask.to(self.device),
-                    position_ids=(shared + torch.arange(width))
-                    .expand(len(idx), -1)
-                    .to(self.device),
-                    cache=start,
+            # each prompt a row with its answer after it (the batch's common start once),
+            # the lm head on the answer's positions only
+            with self._as_base():
+                got = read_continuations(
+                    self.model, self.tokenizer.pad_token_id, [(ctxs[i], [conts[i]]) for i in idx]
                 )
-            first = 0
-            for row, i in enumerate(idx):
-                span = logits[first : first + len(spans[row])].float()
-                first += len(spans[row])
-                top = span.topk(min(k, span.shape[-1]), dim=-1).indices
-                target = torch.tensor(conts[i], device=top.device).unsqueeze(1)
-                inside = (top == target).any(-1)
-                out[i] = memo[keys[i]] = TopKShift(int((~inside).sum()), len(conts[i]))
+            top = got.logits.topk(min(k, got.logits.shape[-1]), dim=-1).indices
+            outside = (top != got.targets[:, None]).all(-1).long().cpu()
+            per_answer = torch.zeros(len(idx), dtype=torch.long).index_add_(0, got.owners, outside)
+            for j, i in enumerate(idx):
+                out[i] = memo[keys[i]] = TopKShift(int(per_answer[j]), len(conts[i]))
             if progress:
                 progress(len(idx))
         if progress and len(todo) < len(requests):

@@ -349,8 +349,8 @@ class JudgeProviderConfig(StrictModel):
     )
     dtype: Literal["float32", "bfloat16", "auto"] = Field(
         default="float32",
-        description="hf: the judge model's dtype; auto: bfloat16 where the CPU computes it "
-        "natively (AMX or AVX512-BF16), else float32",
+        description="hf: the judge model's dtype; auto: bfloat16 on a CUDA GPU or where the "
+        "CPU computes it natively (AMX or AVX512-BF16), else float32",
     )
 
     @model_validator(mode="after")

@@ -144,7 +144,8 @@ def test_open_shift_reads_an_answer_once_whichever_variant_wrote_it(tiny_model_d
     ]
     shared = next(k for k in range(len(ctxs[0])) if ctxs[0][k] != ctxs[1][k])
     assert shared >= 20
-    assert rows["first"]["forward_tokens"] == sum(map(len, seqs)) - shared
+    # an answer's last token predicts nothing of its own, so it is not fed
+    assert rows["first"]["forward_tokens"] == sum(map(len, seqs)) - shared - len(seqs)
     assert "forward_tokens" not in rows["again"]  # nothing ran
     assert rows["other k"]["forward_tokens"] == rows["first"]["forward_tokens"]
     assert again == first
@@ -157,8 +158,8 @@ def test_open_shift_reads_an_answer_once_whichever_variant_wrote_it(tiny_model_d
 @pytest.mark.integration
 def test_the_base_reading_its_own_greedy_answers_runs_nothing(default_model_dir: Path) -> None:
     """Answers the base generated itself are its argmax at every token: open-shift counts
-    none of them outside its top k without a forward pass, and a fresh engine that did not
-    generate them computes the same zeros; top-1 is still computed (a near tie there may
+    none of them outside its top k without a forward pass, and the engine with nothing
+    remembered computes the same zeros; top-1 is still computed (a near tie there may
     break either way in another batch's float order). The default model: a tiny random
     one writes token salad that does not tokenize back to the tokens it wrote."""
     from evalkit.profile import Profile, timer
@@ -177,8 +178,10 @@ def test_the_base_reading_its_own_greedy_answers_runs_nothing(default_model_dir:
     assert "forward_tokens" not in rows["own"]
     assert rows["top1"]["forward_tokens"] > 0
     assert [s.outside for s in own] == [0, 0] and all(s.n_tokens > 3 for s in own)
-    fresh = HFEngine(str(default_model_dir), {}, batch_size=3)
-    with fresh.variant("base"):
-        assert fresh.base_topk_shift(pairs, k=3) == own
+    # the same engine with nothing remembered computes the same zeros (one model load)
+    gen._base_greedy.clear()
+    gen._shift_memo.clear()
+    with gen.variant("base"):
+        assert gen.base_topk_shift(pairs, k=3) == own
     for s, (p, a) in zip(own, pairs, strict=True):
-        assert (s.outside, s.n_tokens) == direct_shift(fresh, p, a, 3)
+        assert (s.outside, s.n_tokens) == direct_shift(gen, p, a, 3)

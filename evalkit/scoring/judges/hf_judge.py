@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import InputError, ModelLoadError
+from evalkit.errors import InputError
 from evalkit.scoring.judges.openai_provider import CallStats, Reply
 
 log = logging.getLogger(__name__)
@@ -100,31 +100,22 @@ class HFJudgeClient:
 
     def __init__(self, settings: HFJudgeSettings) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from evalkit.engines.hf import _quiet_transformers
+        from evalkit.engines.hf_load import load_for_inference
 
-        _quiet_transformers(False)
         self.settings = settings
         self.stats = CallStats(structured_supported=settings.structured)
         t0 = time.perf_counter()
-        try:
-            self.tokenizer: Any = AutoTokenizer.from_pretrained(settings.source)
-            self.model: Any = AutoModelForCausalLM.from_pretrained(
-                settings.source, dtype=getattr(torch, settings.dtype)
-            ).eval()
-        except (OSError, ValueError) as exc:  # ValueError: no usable tokenizer, unknown config
-            raise ModelLoadError(
-                f"could not load the judge model {settings.source}: {exc}",
-                hint="Point judge.provider.hf at a model directory with its tokenizer, a "
-                ".gguf file or builtin:smollm2-135m-instruct.",
-            ) from None
         # on the GPU where there is one (`auto` chose bfloat16 for it)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model.to(self.device)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer, self.model = load_for_inference(
+            settings.source,
+            dtype=settings.dtype,
+            device=self.device,
+            what=f"the judge model {settings.source}",
+            hint="Point judge.provider.hf at a model directory with its tokenizer, a "
+            ".gguf file or builtin:smollm2-135m-instruct.",
+        )
         log.info("in-process judge %s loaded in %.1fs", settings.source, time.perf_counter() - t0)
 
     def close(self) -> None:
