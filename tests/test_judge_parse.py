@@ -78,6 +78,7 @@ def test_weighted_score_uses_the_scale_tokens_at_the_score_position() -> None:
     # 0.6 * 4 + 0.3 * 5 over 0.9 (the duplicate chosen token is the chosen entry itself)
     w = weighted_score(top, (1, 5), 4.0)
     assert w is not None and 4.0 < w < 5.0
+    assert w == pytest.approx((0.6 * 4 + 0.3 * 5) / 0.9)  # 4.2 if "4" counted twice
 
 
 def test_forged_markers_are_neutralized_and_the_block_holds() -> None:

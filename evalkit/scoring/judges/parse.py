@@ -138,7 +138,9 @@ def weighted_score(
 ) -> float | None:
     """The probability-weighted score over the scale at the first position where the judge
     wrote its parsed score: sum(p(k) * k) / sum(p(k)) over the integer scale points among
-    that position's top logprobs. None when no position holds the score as one token."""
+    that position's top logprobs. None when no position holds the score as one token.
+    Each token counts once: an OpenAI-style reply lists the chosen token and then its top
+    logprobs, where the chosen token appears again with the same probability."""
     lo, hi = scale
     points = {str(k): k for k in range(lo, hi + 1)}
     if chosen != int(chosen):
@@ -146,7 +148,10 @@ def weighted_score(
     for candidates in top_logprobs:
         if not candidates or candidates[0][0].strip() != str(int(chosen)):
             continue
-        mass = [(points[t.strip()], math.exp(lp)) for t, lp in candidates if t.strip() in points]
+        distinct = dict(reversed(candidates))  # token -> logprob, each token once
+        mass = [
+            (points[t.strip()], math.exp(lp)) for t, lp in distinct.items() if t.strip() in points
+        ]
         total = sum(p for _, p in mass)
         if total > 0:
             return sum(k * p for k, p in mass) / total
