@@ -108,6 +108,29 @@ def test_generation_is_deterministic_and_order_preserving(engine: HFEngine) -> N
     assert batched == single
 
 
+@pytest.mark.parametrize("variant", ["base", "a", "merged:a"])
+def test_pooled_generations_match_separate_calls(engine: HFEngine, variant: str) -> None:
+    """Two tasks' prompts in one pooled request, one task with references: the same texts
+    as each task's own `generate` and the same reference scores as `loglikelihood`."""
+    from evalkit.engines.base import Generation
+
+    clauses = [ChatPrompt("Summarize: the tenant pays rent."), ChatPrompt("Summarize: no pets.")]
+    refs = ['{"type": "payment"}', '{"type": "restriction", "obligor": "tenant"}']
+    questions = [ChatPrompt("What is two plus two?"), ChatPrompt("a"), ChatPrompt("b " * 9)]
+    pooled = [Generation(p, 7, (), r) for p, r in zip(clauses, refs, strict=True)]
+    pooled += [Generation(q, 4, ("\n",)) for q in questions]
+    with engine.variant(variant):
+        got = engine.generate_pooled(pooled)
+        texts = engine.generate(clauses, max_new_tokens=7)
+        texts += engine.generate(questions, max_new_tokens=4, stop=("\n",))
+        lls = engine.loglikelihood(list(zip(clauses, refs, strict=True)))
+    assert [g.text for g in got] == texts
+    assert [g.reference for g in got[2:]] == [None] * 3
+    for g, ll in zip(got[:2], lls, strict=True):
+        assert g.reference is not None and g.reference.n_tokens == ll.n_tokens
+        assert g.reference.logprob == pytest.approx(ll.logprob, abs=1e-4)
+
+
 def test_variants_switch_and_merge_without_reload(engine: HFEngine) -> None:
     texts = ["The quick brown fox jumps over the lazy dog."]
     with engine.variant("base"):

@@ -145,3 +145,74 @@ def test_a_shared_prompt_start_runs_once_with_the_same_tokens(tiny: tuple) -> No
     row = prof.rows()[0]
     prompt_tokens = sum(len(e) for e in encoded) - (len(PROMPTS) - 1) * shared
     assert row["forward_tokens"] == prompt_tokens + sum(map(len, got)) - len(PROMPTS)
+
+
+def _reference_logprob(model: Any, prompt: list[int], ref: list[int]) -> float:
+    """log p(ref | prompt) from one unpadded forward over prompt + ref."""
+    import torch
+
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([prompt + ref])).logits[0].double()
+    logp = torch.log_softmax(logits, dim=-1)
+    return float(sum(logp[len(prompt) - 1 + t, tok] for t, tok in enumerate(ref)))
+
+
+def test_rows_of_several_tasks_share_a_batch_and_read_their_references(tiny: tuple) -> None:
+    """Rows with their own limits, stop strings and references in one batch: each row's
+    tokens are the ones it gets alone with its settings, and each reference's score is a
+    plain forward's, read in the prompt's pass (no second pass over the prompt)."""
+    from evalkit.engines.hf_generate import GenRow, generate_rows
+
+    model, tok = tiny
+    encoded = _encode(tok)
+    free = _one_at_a_time(model, tok, encoded, 12)
+    stop = tok.decode(free[4][2:4])  # row 4's own text, so its stop string ends it early
+    refs: list[list[int] | None] = [
+        list(tok(" the tenant pays", add_special_tokens=False)["input_ids"]),
+        None,
+        [],  # an empty reference scores 0
+        list(tok(" rent monthly and on time", add_special_tokens=False)["input_ids"]),
+        None,
+        [free[5][0]],  # one token: nothing to feed after the prompt
+    ]
+    limits = [12, 5, 3, 0, 12, 9]  # row 3 only reads its reference
+    rows = [
+        GenRow(p, n, (stop,) if i == 4 else (), r)
+        for i, (p, n, r) in enumerate(zip(encoded, limits, refs, strict=True))
+    ]
+    prof = Profile()
+    with prof.activate(), prof.stage("gen"):
+        got = generate_rows(model, tok, rows, batch_size=len(rows))
+    for i, (g, row) in enumerate(zip(got, rows, strict=True)):
+        alone = generate_greedy(
+            model,
+            tok,
+            [row.prompt],
+            max_new_tokens=row.max_new_tokens,
+            batch_size=1,
+            stops=row.stops,
+        )[0]
+        assert g.tokens == alone == free[i][: len(alone)], i
+        if row.reference is None:
+            assert g.reference_logprob is None
+        else:
+            want = _reference_logprob(model, row.prompt, row.reference)
+            assert g.reference_logprob == pytest.approx(want, abs=1e-4), i
+    assert got[2].reference_logprob == 0.0 and got[3].tokens == []
+    assert len(got[1].tokens) == 5 and len(got[4].tokens) < 12  # its limit; its stop string
+    assert stop in tok.decode(got[4].tokens)
+    # the prompts, each reference but its last token, every generated token but the last
+    fed = sum(len(r) - 1 for r in refs if r)
+    written = [len(g.tokens) for g in got]
+    assert prof.rows()[0]["generated_tokens"] == sum(written)
+    assert prof.rows()[0]["forward_tokens"] == (
+        sum(len(e) for e in encoded) + fed + sum(written) - sum(1 for w in written if w)
+    )
+    # batches of two and of one give the same
+    for size in (1, 2):
+        again = generate_rows(model, tok, rows, batch_size=size)
+        assert [a.tokens for a in again] == [g.tokens for g in got]
+        for a, g in zip(again, got, strict=True):
+            assert (a.reference_logprob is None) == (g.reference_logprob is None)
+            if g.reference_logprob is not None:
+                assert a.reference_logprob == pytest.approx(g.reference_logprob, abs=1e-4)

@@ -136,14 +136,20 @@ def test_full_run_writes_valid_outputs(workdir: Path, tiny_model_dir: Path) -> N
     stages = {r["stage"]: r for r in results["profile"]}
     for name in ("plan", "load", "integrity", "evaluate", "judge", "score", "decide"):
         assert stages[name]["seconds"] >= 0
+    # the variant's generations (qa with its references, knowledge-open, open-ended) run
+    # as one request, before each task's other requests
+    gen = stages["a1 · generation"]
+    assert gen["parent"] == "evaluate" and gen["requests"] == 3 * 4
+    # max_new_tokens 6, 32 and 96; rows may end early
+    assert 3 * 4 <= gen["generated_tokens"] <= 4 * (6 + 32 + 96)
+    assert gen["forward_tokens"] > gen["generated_tokens"]
     qa = stages["a1 · qa"]
     assert qa["parent"] == "evaluate" and qa["requests"] == 4
-    assert 4 <= qa["generated_tokens"] <= 4 * 6  # max_new_tokens 6, rows may end early
-    assert qa["forward_tokens"] > qa["generated_tokens"]
+    assert "forward_tokens" not in qa  # its answers and reference scores came with them
     assert "generated_tokens" not in stages["base · prose-perplexity"]
     assert stages["base · prose-perplexity"]["forward_tokens"] > 100
     children = [r["seconds"] for r in results["profile"] if r.get("parent") == "evaluate"]
-    assert len(children) == 5 * 3 and sum(children) <= stages["evaluate"]["seconds"]
+    assert len(children) == (5 + 1) * 3 and sum(children) <= stages["evaluate"]["seconds"]
 
 
 def test_failed_gate_exits_1(workdir: Path, tiny_model_dir: Path) -> None:

@@ -53,6 +53,26 @@ class RollingScore:
     kl_reason: str | None = None  # why the KL and top-1 could not be (kl is then NaN)
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One greedy generation: `prompt` up to `max_new_tokens` or a stop string. With
+    `reference`, also log p(reference | prompt), which an engine may read in the same pass
+    as the prompt (the hf engine does: the prompt then runs once for both)."""
+
+    prompt: ChatPrompt
+    max_new_tokens: int
+    stop: tuple[str, ...] = ()
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Generated:
+    """A Generation's text and, when it had a reference, the reference's log-likelihood."""
+
+    text: str
+    reference: LogLikelihood | None = None
+
+
 # open-shift counts a token as shifted when it is outside the base's top OPEN_SHIFT_TOP_K
 OPEN_SHIFT_TOP_K = 3
 

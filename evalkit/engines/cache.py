@@ -7,6 +7,7 @@ computed, so an interrupted run keeps its finished work and a rerun resumes from
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
@@ -19,6 +20,8 @@ from typing import Any, TypeVar
 from evalkit.engines.base import (
     ChatPrompt,
     Engine,
+    Generated,
+    Generation,
     LogLikelihood,
     Progress,
     RollingScore,
@@ -177,10 +180,7 @@ class CachedEngine:
         stop: tuple[str, ...] = (),
         progress: Progress | None = None,
     ) -> list[str]:
-        keys = [
-            request_key(self._fp, "generate", p.system, p.user, max_new_tokens, list(stop))
-            for p in prompts
-        ]
+        keys = [self._generate_key(p, max_new_tokens, stop) for p in prompts]
         return self._cached(
             keys,
             lambda idx: self.inner.generate(
@@ -194,10 +194,77 @@ class CachedEngine:
             progress,
         )
 
+    def generate_pooled(
+        self, requests: list[Generation], *, progress: Progress | None = None
+    ) -> list[Generated]:
+        """Texts and reference scores under the keys `generate` and `loglikelihood` use, so
+        either call reuses what this one computed; the misses go to the engine as one
+        pooled request, each reference with its prompt when its text is missing too."""
+        from evalkit.engines.generations import run_generations
+
+        text_keys = [self._generate_key(r.prompt, r.max_new_tokens, r.stop) for r in requests]
+        ref_keys = [
+            None if r.reference is None else self._ll_key(r.prompt, r.reference) for r in requests
+        ]
+        found = self.cache.get_many(text_keys + [k for k in ref_keys if k is not None])
+        texts: dict[int, str] = {i: str(found[k]) for i, k in enumerate(text_keys) if k in found}
+        refs: dict[int, LogLikelihood] = {
+            i: LogLikelihood(found[k][0], found[k][1])
+            for i, k in enumerate(ref_keys)
+            if k is not None and k in found
+        }
+        asked = sum(1 + (k is not None) for k in ref_keys)
+        self.hits += len(texts) + len(refs)
+        self.misses += asked - len(texts) - len(refs)
+        run = [i for i in range(len(requests)) if i not in texts]
+        rerun = [  # a reference whose text was found
+            i for i, k in enumerate(ref_keys) if k is not None and i in texts and i not in refs
+        ]
+        if progress and len(requests) > len(run):
+            progress(len(requests) - len(run))
+        fresh = run_generations(
+            self.inner,
+            [
+                dataclasses.replace(
+                    requests[i], reference=None if i in refs else requests[i].reference
+                )
+                for i in run
+            ],
+            progress,
+        )
+        scored = (
+            self.inner.loglikelihood(
+                [(requests[i].prompt, requests[i].reference or "") for i in rerun]
+            )
+            if rerun
+            else []
+        )
+        new: dict[str, Any] = {}
+        for i, gen in zip(run, fresh, strict=True):
+            texts[i] = new[text_keys[i]] = gen.text
+            if gen.reference is not None:
+                refs[i] = gen.reference
+        for i, ll in zip(rerun, scored, strict=True):
+            refs[i] = ll
+        for i in run + rerun:
+            key, score = ref_keys[i], refs.get(i)
+            if key is not None and score is not None and not _unscored(score):
+                new[key] = [score.logprob, score.n_tokens]
+        self.cache.put_many(new)
+        return [Generated(texts[i], refs.get(i)) for i in range(len(requests))]
+
+    def _generate_key(self, prompt: ChatPrompt, max_new_tokens: int, stop: tuple[str, ...]) -> str:
+        return request_key(
+            self._fp, "generate", prompt.system, prompt.user, max_new_tokens, list(stop)
+        )
+
+    def _ll_key(self, prompt: ChatPrompt, continuation: str) -> str:
+        return request_key(self._fp, "loglikelihood", prompt.system, prompt.user, continuation)
+
     def loglikelihood(
         self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
     ) -> list[LogLikelihood]:
-        keys = [request_key(self._fp, "loglikelihood", p.system, p.user, c) for p, c in requests]
+        keys = [self._ll_key(p, c) for p, c in requests]
         return self._cached(
             keys,
             lambda idx: self.inner.loglikelihood([requests[i] for i in idx], progress=progress),

@@ -1,17 +1,31 @@
 """The engine stage: run every request the plan needs, for every variant, and return
-records. One variant is active at a time; within it, each task's requests go to the engine
-as one batch so the backend can sort and pad them well."""
+records. One variant is active at a time. Within it, every generation task's prompts go to
+the engine as one request (a reference log-likelihood with its prompt, see
+evalkit.engines.generations), then each task's other requests as one batch, so the
+backend can sort and pad them well."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 
-from evalkit.engines.base import OPEN_SHIFT_TOP_K, ChatPrompt, Engine, Progress
+from evalkit.engines.base import (
+    OPEN_SHIFT_TOP_K,
+    ChatPrompt,
+    Engine,
+    Generated,
+    Generation,
+    LogLikelihood,
+    Progress,
+)
+from evalkit.engines.generations import run_generations
 from evalkit.engines.records import Record
 from evalkit.engines.registry import capabilities_of
 from evalkit.plan.types import Plan, TaskPlan
 from evalkit.profile import timer
+
+# an engine that returned a generation without the score of the reference it was given
+_NOT_RETURNED = LogLikelihood(float("nan"), 0, "the engine returned no reference score")
 
 # (description, total units) -> a context manager yielding an advance(n) callback
 ProgressFactory = Callable[[str, int], AbstractContextManager[Progress]]
@@ -23,32 +37,82 @@ def evaluate(plan: Plan, engine: Engine, progress: ProgressFactory) -> list[Reco
     with timer("evaluate"):
         for variant in plan.variants:
             with engine.variant(variant):
+                generated = _generate(plan.tasks, variant, engine, progress)
                 for task in plan.tasks:
                     with timer(f"{variant} · {task.name}", requests=len(task.examples)):
-                        records.extend(_run_task(task, variant, engine, progress))
+                        records.extend(
+                            _run_task(task, variant, engine, progress, generated.get(task.name))
+                        )
     return records
 
 
-def _units(task: TaskPlan) -> int:
+def _generations(task: TaskPlan) -> list[Generation] | None:
+    """What a task asks the engine to generate (None: nothing); a task that also scores
+    its reference asks for it with the prompt."""
+    if not task.needs & {"generate", "open_shift"}:
+        return None
+    scored = "loglikelihood" in task.needs
+    return [
+        Generation(
+            ChatPrompt(ex.prompt, task.system),
+            task.max_new_tokens,
+            task.stop,
+            (ex.reference or "") if scored else None,
+        )
+        for ex in task.examples
+    ]
+
+
+def _generate(
+    tasks: list[TaskPlan], variant: str, engine: Engine, progress: ProgressFactory
+) -> dict[str, list[Generated]]:
+    """Every generation task's outputs for the active variant, from one engine request."""
+    asked = {t.name: g for t in tasks if (g := _generations(t)) is not None}
+    pooled = [g for gens in asked.values() for g in gens]
+    if not pooled:
+        return {}
+    with (
+        timer(f"{variant} · generation", requests=len(pooled)),
+        progress(f"{variant} · generation", len(pooled)) as advance,
+    ):
+        outputs = iter(run_generations(engine, pooled, advance))
+    return {name: [next(outputs) for _ in gens] for name, gens in asked.items()}
+
+
+def variant_units(tasks: list[TaskPlan]) -> int:
+    """The progress units of one variant's requests: its generations, then each task's
+    other stages."""
+    asked = [t for t in tasks if _generations(t) is not None]
+    return sum(len(t.examples) for t in asked) + sum(_units(t, t in asked) for t in tasks)
+
+
+def _ignore(n: int) -> None:
+    pass
+
+
+def _units(task: TaskPlan, generated: bool) -> int:
     # rolling_kl's pass also yields the rolling NLL: one stage, not two
     stages = task.needs - {"rolling"} if "rolling_kl" in task.needs else task.needs
-    if "open_shift" in stages:  # the answers are generated first
-        stages = stages | {"generate"}
+    if generated:  # the answers (and the reference with them) came from the generation
+        stages = stages - {"generate", "loglikelihood"}
     return len(task.examples) * len(stages)
 
 
 def _run_task(
-    task: TaskPlan, variant: str, engine: Engine, progress: ProgressFactory
+    task: TaskPlan,
+    variant: str,
+    engine: Engine,
+    progress: ProgressFactory,
+    generated: list[Generated] | None,
 ) -> Iterator[Record]:
     recs = {ex.id: Record(task.name, ex.id, variant) for ex in task.examples}
     prompts = [ChatPrompt(ex.prompt, task.system) for ex in task.examples]
-    with progress(f"{variant} · {task.name}", _units(task)) as advance:
-        if "generate" in task.needs or "open_shift" in task.needs:
-            outputs = engine.generate(
-                prompts, max_new_tokens=task.max_new_tokens, stop=task.stop, progress=advance
-            )
-            for ex, out in zip(task.examples, outputs, strict=True):
-                recs[ex.id].output = out
+    units = _units(task, generated is not None)
+    # a task whose every request came from the generation gets no bar of its own
+    bar = progress(f"{variant} · {task.name}", units) if units else nullcontext(_ignore)
+    with bar as advance:
+        for ex, gen in zip(task.examples, generated or [], strict=bool(generated)):
+            recs[ex.id].output = gen.text
         if "open_shift" in task.needs:
             # an engine without it leaves the fields empty: the metric is unscored, saying so
             if capabilities_of(engine).open_shift:
@@ -68,10 +132,14 @@ def _run_task(
         # prompt logprobs, a token outside its top-k): the record keeps the reason and no
         # value, and the metrics that need it are unscored with that reason.
         if "loglikelihood" in task.needs:
-            pairs = [(p, ex.reference or "") for p, ex in zip(prompts, task.examples, strict=True)]
-            for ex, ll in zip(
-                task.examples, engine.loglikelihood(pairs, progress=advance), strict=True
-            ):
+            if generated is not None:
+                lls = [g.reference or _NOT_RETURNED for g in generated]
+            else:
+                pairs = [
+                    (p, ex.reference or "") for p, ex in zip(prompts, task.examples, strict=True)
+                ]
+                lls = list(engine.loglikelihood(pairs, progress=advance))
+            for ex, ll in zip(task.examples, lls, strict=True):
                 rec = recs[ex.id]
                 rec.ref_tokens = ll.n_tokens
                 if ll.reason:

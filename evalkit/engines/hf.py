@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress
+from evalkit.engines.base import ChatPrompt, Generated, Generation, LogLikelihood, Progress
 from evalkit.engines.chat import (
     cut_at_stops,
     encode_chat,
@@ -221,29 +221,58 @@ class HFEngine(ScoringMixin):
         stop: tuple[str, ...] = (),
         progress: Progress | None = None,
     ) -> list[str]:
-        from evalkit.engines.hf_generate import generate_greedy
+        requests = [Generation(p, max_new_tokens, stop) for p in prompts]
+        return [g.text for g in self.generate_pooled(requests, progress=progress)]
 
-        stops = generation_stops(self.tokenizer, stop)
-        encoded = [self._encode_chat(p) for p in prompts]
-        generated = generate_greedy(
+    def generate_pooled(
+        self, requests: list[Generation], *, progress: Progress | None = None
+    ) -> list[Generated]:
+        """Every request in shared batches (rows of any limit and stop strings), each
+        reference read in its prompt's forward pass (see hf_generate)."""
+        from evalkit.engines.hf_generate import GenRow, generate_rows
+
+        stops = {r.stop: generation_stops(self.tokenizer, r.stop) for r in requests}
+        encoded = [self._encode_chat(r.prompt) for r in requests]
+        rows = [
+            GenRow(
+                ids,
+                r.max_new_tokens,
+                tuple(stops[r.stop]),
+                None if r.reference is None else self._tokens(r.reference),
+            )
+            for ids, r in zip(encoded, requests, strict=True)
+        ]
+        done = generate_rows(
             self.model,
             self.tokenizer,
-            encoded,
-            max_new_tokens=max_new_tokens,
+            rows,
             batch_size=self.batch_size,
-            stops=stops,
             device=self.device,
             progress=progress,
         )
         texts = [
             cut_at_stops(
-                str(self.tokenizer.decode(toks, skip_special_tokens=False)), stops, self.tokenizer
+                str(self.tokenizer.decode(d.tokens, skip_special_tokens=False)),
+                stops[r.stop],
+                self.tokenizer,
             )
-            for toks in generated
+            for d, r in zip(done, requests, strict=True)
         ]
         if self._active_is_base():
-            self._remember_base_greedy(encoded, generated, texts)
-        return texts
+            self._remember_base_greedy(encoded, [d.tokens for d in done], texts)
+        return [
+            Generated(
+                text,
+                None
+                if row.reference is None or d.reference_logprob is None
+                else LogLikelihood(d.reference_logprob, len(row.reference)),
+            )
+            for text, row, d in zip(texts, rows, done, strict=True)
+        ]
+
+    def _tokens(self, text: str) -> list[int]:
+        """A continuation's token ids, as `loglikelihood` scores it."""
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def loglikelihood(
         self, requests: list[tuple[ChatPrompt, str]], *, progress: Progress | None = None
@@ -255,9 +284,7 @@ class HFEngine(ScoringMixin):
         groups: dict[ChatPrompt, list[int]] = {}
         for r, (prompt, _) in enumerate(requests):
             groups.setdefault(prompt, []).append(r)
-        conts = [
-            list(self.tokenizer(c, add_special_tokens=False)["input_ids"]) for _, c in requests
-        ]
+        conts = [self._tokens(c) for _, c in requests]
         scores = [0.0] * len(requests)
         items = [(self._encode_chat(p), idx) for p, idx in groups.items()]
         # a row holds its prompt and each continuation but its last token

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.engines.hf_generate import run_shared_start, shared_start
+from evalkit.engines.hf_kv import run_shared_start, shared_start
 from evalkit.profile import count
 
 # (context, its continuations)
@@ -110,19 +110,24 @@ def read_continuations(model: Any, pad_id: int, items: list[Item]) -> Reads:
 def score_contexts(model: Any, pad_id: int, items: list[Item]) -> list[list[float]]:
     """The summed log-probability of each continuation given its context, for one batch
     of contexts (each with its continuations, in the order given)."""
+    totals = summed_logprobs(read_continuations(model, pad_id, items))
+    out: list[list[float]] = []
+    k = 0
+    for _, conts in items:
+        out.append(totals[k : k + len(conts)])
+        k += len(conts)
+    return out
+
+
+def summed_logprobs(got: Reads) -> list[float]:
+    """Each continuation's summed log-probability of its tokens (an empty one: 0)."""
     import torch
 
-    got = read_continuations(model, pad_id, items)
     logp = torch.log_softmax(got.logits.float(), dim=-1)
     values = logp[torch.arange(len(got.targets)), got.targets].cpu().double()
     totals = torch.zeros(len(got.lengths), dtype=torch.float64)
     totals.index_add_(0, got.owners, values)
-    out: list[list[float]] = []
-    k = 0
-    for _, conts in items:
-        out.append([float(v) for v in totals[k : k + len(conts)]])
-        k += len(conts)
-    return out
+    return [float(v) for v in totals]
 
 
 def _tree_mask(block_ids: Any, shared: int, dtype: Any) -> Any:

@@ -15,16 +15,19 @@ stops at the step its text first contains a stop string, and nothing after that 
 survives the cut).
 
 The KV cache is allocated once per batch for the prompt and every new token
-(`preallocated_cache`): transformers' DynamicCache grows by concatenation, which copies
-every layer's whole cache on every step (29% of a decode step's CPU time at batch 16 on
-the default model, by torch's profiler).
+(`hf_kv.preallocated_cache`). Rows of different limits and stop strings (several tasks'
+prompts) share a batch, and a row may carry a reference whose log-likelihood is read in
+its prompt's forward pass (`GenRow`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from evalkit.engines.hf_contexts import Reads, logits_at, summed_logprobs
+from evalkit.engines.hf_kv import preallocated_cache, run_shared_start, shared_start
 from evalkit.profile import count
 
 Progress = Callable[[int], None]
@@ -33,8 +36,6 @@ Progress = Callable[[int], None]
 # every call) each row is given before it decodes on its own. The judge uses it to pick a
 # verdict among allowed tokens and to write the JSON around it.
 Steer = Callable[[Any, list[int]], Any]
-# A shorter common start is not worth a forward of its own.
-MIN_SHARED_PREFIX = 8
 
 
 def eos_ids(model: Any) -> set[int]:
@@ -43,6 +44,27 @@ def eos_ids(model: Any) -> set[int]:
     if eos is None:
         return set()
     return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
+
+
+@dataclass(frozen=True)
+class GenRow:
+    """One prompt to generate from: its token ids, its own limit and stop strings, and
+    optionally a reference whose log-likelihood after the prompt is read in the prompt's
+    forward pass."""
+
+    prompt: list[int]
+    max_new_tokens: int
+    stops: tuple[str, ...] = ()
+    reference: list[int] | None = None
+
+
+@dataclass
+class RowResult:
+    """The generated token ids (the end-of-sequence token, when one ended the row,
+    included) and the reference's summed log-probability (None without a reference)."""
+
+    tokens: list[int]
+    reference_logprob: float | None = None
 
 
 def generate_greedy(
@@ -58,27 +80,52 @@ def generate_greedy(
     steer: Steer | None = None,
     steer_len: int = 0,
 ) -> list[list[int]]:
-    """The generated token ids of each prompt (in the order given; the end-of-sequence
-    token, when one ended the row, included). With `steer`, the `steer_len` tokens it
-    gives each row come first and are not part of what is returned."""
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    out: list[list[int]] = [[] for _ in encoded]
+    """The generated token ids of each prompt, all with one limit and one set of stop
+    strings (see `generate_rows`)."""
+    rows = [GenRow(p, max_new_tokens, tuple(stops)) for p in encoded]
+    done = generate_rows(
+        model,
+        tokenizer,
+        rows,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        steer=steer,
+        steer_len=steer_len,
+    )
+    return [r.tokens for r in done]
+
+
+def generate_rows(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[GenRow],
+    *,
+    batch_size: int,
+    device: Any = "cpu",
+    progress: Progress | None = None,
+    steer: Steer | None = None,
+    steer_len: int = 0,
+) -> list[RowResult]:
+    """Each row's generation (in the order given), rows of any limits and stops sharing
+    batches. With `steer`, the `steer_len` tokens it gives each row come first and are not
+    part of what is returned."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt))
+    out: list[RowResult] = [RowResult([]) for _ in rows]
     ends = eos_ids(model)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        rows = _generate_batch(
+        done = _generate_batch(
             model,
             tokenizer,
-            [encoded[i] for i in idx],
-            max_new_tokens=max_new_tokens,
+            [rows[i] for i in idx],
             ends=ends,
-            stops=[s for s in stops if s],
             device=device,
             steer=_rows_as_prompts(steer, idx) if steer else None,
             steer_len=steer_len,
         )
-        for i, toks in zip(idx, rows, strict=True):
-            out[i] = toks
+        for i, result in zip(idx, done, strict=True):
+            out[i] = result
         if progress:
             progress(len(idx))
     return out
@@ -92,73 +139,93 @@ def _rows_as_prompts(steer: Steer, idx: list[int]) -> Steer:
 def _generate_batch(
     model: Any,
     tokenizer: Any,
-    prompts: list[list[int]],
+    rows: list[GenRow],
     *,
-    max_new_tokens: int,
     ends: set[int],
-    stops: list[str],
     device: Any,
     steer: Steer | None = None,
     steer_len: int = 0,
-) -> list[list[int]]:
+) -> list[RowResult]:
     import torch
 
-    n = len(prompts)
-    out: list[list[int]] = [[] for _ in prompts]
-    if n == 0 or (max_new_tokens <= 0 and steer is None):
-        return out
+    n = len(rows)
+    results = [RowResult([]) for _ in rows]
+    out = [r.tokens for r in results]
+    limits = [r.max_new_tokens for r in rows]
+    longest = max(limits, default=0)
+    scoring = any(r.reference is not None for r in rows)
+    if n == 0 or (longest <= 0 and steer is None and not scoring):
+        return results
+    stops = [[s for s in r.stops if s] for r in rows]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    prompts = [r.prompt for r in rows]
     # The prompts' common start (the chat template's system turn, a task's instruction, a
     # judge's rubric) runs once, for one row, and every row continues from its keys and
     # values; at least one token of each prompt stays in the rows for the last logits.
     shared = shared_start(prompts)
     rest = [p[shared:] for p in prompts]
     width = max(len(p) for p in rest)
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for row, p in enumerate(rest):  # left padding: every row continues at the right
-        ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        mask[row, width - len(p) :] = 1
+    # A reference follows its prompt in the same row (without its last token, which
+    # predicts nothing), right-padded; once read, its keys and values are cut from the
+    # cache, and the row generates on from the prompt's end.
+    fed = [(r.reference or [])[:-1] for r in rows]
+    extra = max(len(f) for f in fed)
+    ids = torch.full((n, width + extra), pad, dtype=torch.long)
+    mask = torch.zeros((n, width + extra), dtype=torch.long)
+    for row, (p, f) in enumerate(zip(rest, fed, strict=True)):
+        # left padding: every prompt ends at the same column, where generation continues
+        ids[row, width - len(p) : width + len(f)] = torch.tensor(p + f, dtype=torch.long)
+        mask[row, width - len(p) : width + len(f)] = 1
     # positions as `generate` makes them: counted over real tokens, padding at 1
     positions = (mask.cumsum(-1) - 1 + shared).masked_fill(mask == 0, 1)
     ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
-    cache = preallocated_cache(shared + width + steer_len + max(max_new_tokens, 0))
+    cache = preallocated_cache(shared + width + max(extra, steer_len + max(longest, 0)))
     # the lm head on the prompt's last position only, where the model allows it
     # (`generate` does the same): 49k logits for every prompt token would cost more than
     # the rest of the prefill
     supports = getattr(model, "_supports_logits_to_keep", lambda: False)
     keep_last = {"logits_to_keep": 1} if supports() else {}
     alive = list(range(n))  # the prompt index of each row still in the batch
-    count("forward_tokens", shared + sum(len(p) for p in rest))
+    count("forward_tokens", shared + sum(len(p) for p in rest) + sum(len(f) for f in fed))
     with torch.inference_mode():
         run_shared_start(model, prompts[0][:shared], n, cache)
         if shared:
             mask = torch.cat([mask.new_ones((n, shared)), mask], dim=1)
-        logits = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            **keep_last,
-        ).logits[:, -1]
-        next_pos = positions[:, -1:] + 1
+        inputs = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "cache": cache,
+            "use_cache": True,
+        }
+        if scoring:
+            logits = _prefill_with_references(model, rows, width, inputs, results)
+            if extra:
+                cache.crop(-extra)
+                mask = mask[:, : shared + width]
+        else:
+            logits = model(**inputs, **keep_last).logits[:, -1]
+        next_pos = positions[:, width - 1 : width] + 1
         if steer is not None:
             forced = steer(logits, list(range(n))).to(ids.device)
-            if max_new_tokens <= 0:
-                return out
+            if longest <= 0:
+                return results
             if forced.shape[1]:
                 logits, mask, next_pos = _feed(model, forced, mask, next_pos, cache, keep_last)
-        for step in range(max_new_tokens):
+        step = 0
+        while alive:
             tokens = logits.float().argmax(-1)
             keep = []
+            step += 1
             for row, i in enumerate(alive):
+                if limits[i] <= 0:  # a row that only read its reference
+                    continue
                 tok = int(tokens[row])
                 out[i].append(tok)
-                if not _finished(out[i], tok, ends, stops, tokenizer):
+                if step < limits[i] and not _finished(out[i], tok, ends, stops[i], tokenizer):
                     keep.append(row)
-            count("generated_tokens", len(alive))
-            if not keep or step == max_new_tokens - 1:
+            count("generated_tokens", sum(1 for i in alive if limits[i] > 0))
+            if not keep:
                 break
             if len(keep) < len(alive):  # finished rows leave the batch and its cache
                 sel = torch.tensor(keep, device=ids.device)
@@ -175,28 +242,47 @@ def _generate_batch(
                 use_cache=True,
             ).logits[:, -1]
             next_pos = next_pos + 1
-    return out
+    return results
 
 
-def run_shared_start(model: Any, tokens: list[int], rows: int, cache: Any = None) -> Any:
-    """Run a start that `rows` sequences share once, for one row, and repeat its keys and
-    values for each row (into `cache`, or a new one); the cache is returned, and `cache`
-    unchanged when there is no shared start."""
+def _prefill_with_references(
+    model: Any, rows: list[GenRow], width: int, inputs: dict[str, Any], results: list[RowResult]
+) -> Any:
+    """The prompt forward of a batch whose rows carry references: each row's summed
+    reference log-probability into `results`, and the logits at each prompt's last
+    position (rows × vocab) returned, the lm head run on the read positions only."""
     import torch
 
-    if not tokens:
-        return cache
-    device = model.device
-    supports = getattr(model, "_supports_logits_to_keep", lambda: False)
-    out = model(
-        input_ids=torch.tensor([tokens], device=device),
-        position_ids=torch.arange(len(tokens), device=device)[None],
-        cache=cache,
-        use_cache=True,
-        **({"logits_to_keep": 1} if supports() else {}),
+    at_rows: list[int] = []
+    at_pos: list[int] = []
+    targets: list[int] = []
+    owners: list[int] = []
+    lengths: list[int] = []
+    for row, r in enumerate(rows):
+        ref = r.reference or []
+        # the first read predicts the first generated token (and the reference's first)
+        for t in range(max(len(ref), 1)):
+            at_rows.append(row)
+            at_pos.append(width - 1 + t)
+        targets += ref
+        owners += [row] * len(ref)
+        lengths.append(len(ref))
+    got = logits_at(model, torch.tensor(at_rows), torch.tensor(at_pos), **inputs)
+    firsts = [i for i in range(len(at_rows)) if i == 0 or at_rows[i] != at_rows[i - 1]]
+    is_ref = [i for i in range(len(at_rows)) if len(rows[at_rows[i]].reference or []) > 0]
+    device = got.device
+    sums = summed_logprobs(
+        Reads(
+            got[torch.tensor(is_ref, dtype=torch.long, device=device)],
+            torch.tensor(targets, dtype=torch.long, device=device),
+            torch.tensor(owners, dtype=torch.long),
+            lengths,
+        )
     )
-    out.past_key_values.batch_repeat_interleave(rows)
-    return out.past_key_values
+    for row, r in enumerate(rows):
+        if r.reference is not None:
+            results[row].reference_logprob = sums[row]
+    return got[torch.tensor(firsts, dtype=torch.long, device=device)]
 
 
 def _feed(
@@ -218,76 +304,6 @@ def _feed(
         **keep_last,
     ).logits[:, -1]
     return logits, mask, next_pos + k
-
-
-def preallocated_cache(capacity: int) -> Any:
-    """A transformers Cache whose layers hold `capacity` positions from the first update:
-    each step writes its keys and values in place and attention reads a view of the
-    filled part, instead of concatenating a new tensor per layer per step."""
-    from transformers.cache_utils import Cache, DynamicLayer
-
-    class PreallocatedLayer(DynamicLayer):
-        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
-            batch, heads, _, dim = key_states.shape
-            self.device = key_states.device
-            self._k = key_states.new_empty((batch, heads, capacity, dim))
-            self._v = value_states.new_empty((batch, heads, capacity, value_states.shape[-1]))
-            self.length = 0
-            self._views()
-            self.is_initialized = True
-
-        def _views(self) -> None:
-            self.keys = self._k[:, :, : self.length]
-            self.values = self._v[:, :, : self.length]
-
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            end = self.length + key_states.shape[-2]
-            if end > capacity:
-                raise RuntimeError(f"KV cache of {capacity} positions overflowed")
-            self._k[:, :, self.length : end] = key_states
-            self._v[:, :, self.length : end] = value_states
-            self.length = end
-            self._views()
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.length if self.is_initialized else 0
-
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            # transformers' layer method, on the preallocated buffers: one row's keys and
-            # values (a shared prompt start) become `repeats` rows
-            if self.is_initialized:
-                self._k = self._k.repeat_interleave(repeats, dim=0)
-                self._v = self._v.repeat_interleave(repeats, dim=0)
-                self._views()
-
-        def batch_select_indices(self, indices: Any) -> None:
-            if self.is_initialized:
-                self._k, self._v = self._k[indices], self._v[indices]
-                self._views()
-
-    return Cache(layer_class_to_replicate=PreallocatedLayer)
-
-
-def shared_start(prompts: Sequence[list[int]]) -> int:
-    """How many tokens of the prompts' common start run once for all of them
-    (`run_shared_start`): none for a single prompt or a start shorter than
-    MIN_SHARED_PREFIX, and never a prompt's last token, whose logits each row needs."""
-    if len(prompts) < 2:
-        return 0
-    n = common_prefix(prompts)
-    return n if n >= MIN_SHARED_PREFIX else 0
-
-
-def common_prefix(prompts: Sequence[list[int]]) -> int:
-    """The length of the prompts' common start, short of the shortest prompt's last token."""
-    first, limit = prompts[0], min(len(p) for p in prompts) - 1
-    n = 0
-    while n < limit and all(p[n] == first[n] for p in prompts):
-        n += 1
-    return n
 
 
 def _finished(toks: list[int], tok: int, ends: set[int], stops: list[str], tokenizer: Any) -> bool:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.engines.base import Progress
 from evalkit.engines.cache import CachedEngine, ResultCache
-from evalkit.engines.evaluate import ProgressFactory, _units, evaluate
+from evalkit.engines.evaluate import ProgressFactory, evaluate, variant_units
 from evalkit.engines.records import Record
 from evalkit.engines.registry import EngineRequest, capabilities_of, create_engine
 from evalkit.engines.replay import ReplayEngine, WorkerError
@@ -152,7 +152,7 @@ def run_workers(
             ctx.Process(target=worker_main, args=(str(job_path), i), name=f"evalkit-worker-{i}")
             for i in range(len(shares))
         ]
-        total = len(plan.variants) * sum(_units(t) for t in plan.tasks)
+        total = len(plan.variants) * variant_units(plan.tasks)
         with progress(f"{len(shares)} workers", total) as advance:
             for p in procs:
                 p.start()

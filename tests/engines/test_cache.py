@@ -51,3 +51,54 @@ def test_separate_cache_files_share_nothing(tmp_path: Path) -> None:
     _run(tmp_path / "a.sqlite", table(), ["base", "good"])
     other, _, _ = _run(tmp_path / "b.sqlite", table(), ["base", "good"])
     assert (other.hits, other.misses) == (0, 2 * (40 + 2 * 40 + 30))
+
+
+def test_pooled_generations_share_the_keys_of_generate_and_loglikelihood(tmp_path: Path) -> None:
+    """A pooled request stores each text under `generate`'s key and each reference score
+    under `loglikelihood`'s, so either call reuses it; a request half in the cache asks
+    the engine only for the missing half."""
+    from evalkit.engines.base import ChatPrompt, Generated, Generation, LogLikelihood
+
+    q1, q2 = ChatPrompt("clause one"), ChatPrompt("clause two")
+    inner = ScriptedEngine(
+        {
+            "base": {
+                "outputs": {"clause one": "summary one", "clause two": "summary two"},
+                "loglikelihoods": {
+                    "clause one": {"ref one": (-2.5, 3), "ref one, longer": (-4.0, 5)},
+                    "clause two": {"ref two": (-1.25, 2)},
+                },
+            }
+        }
+    )
+    cached = CachedEngine(inner, ResultCache(tmp_path / "results.sqlite"))
+    with cached.variant("base"):
+        first = cached.generate_pooled(
+            [Generation(q1, 8, (), "ref one"), Generation(q2, 8, ("\n",), "ref two")]
+        )
+        assert first == [
+            Generated("summary one", LogLikelihood(-2.5, 3)),
+            Generated("summary two", LogLikelihood(-1.25, 2)),
+        ]
+        # the scripted engine has no pooled path: one generate per setting, then the scores
+        assert inner.calls == [
+            ("base", "generate", 1),
+            ("base", "generate", 1),
+            ("base", "loglikelihood", 2),
+        ]
+        assert (cached.hits, cached.misses) == (0, 4)
+        inner.calls.clear()
+        # the plain calls find what the pooled one stored
+        assert cached.generate([q1], max_new_tokens=8) == ["summary one"]
+        assert cached.loglikelihood([(q2, "ref two")]) == [LogLikelihood(-1.25, 2)]
+        assert inner.calls == []
+        # the text is cached, a new reference is not: only the score is computed
+        again = cached.generate_pooled([Generation(q1, 8, (), "ref one, longer")])
+        assert again == [Generated("summary one", LogLikelihood(-4.0, 5))]
+        assert inner.calls == [("base", "loglikelihood", 1)]
+        inner.calls.clear()
+        # the score is cached, the text under a new limit is not: only the text
+        more = cached.generate_pooled([Generation(q1, 16, (), "ref one")])
+        assert more == [Generated("summary one", LogLikelihood(-2.5, 3))]
+        assert inner.calls == [("base", "generate", 1)]
+        assert (cached.hits, cached.misses) == (1 + 1 + 1 + 1, 4 + 1 + 1)
