@@ -85,7 +85,8 @@ def test_rows_that_end_early_leave_the_batch_with_the_same_tokens(tiny: tuple) -
     assert len(got[0]) <= 4 and len(got[3]) <= 7  # ended early, at different steps
     assert lengths[-1] == 12  # others ran to the limit
     row = prof.rows()[0]
-    # every generated token counted once; finished rows cost no further forward tokens
+    # every generated token counted once; in batches of 4 a finished row is a quarter of
+    # its batch, so it leaves at once and costs no further forward tokens
     assert row["generated_tokens"] == sum(lengths)
     prompt_tokens = sum(len(e) for e in encoded)
     # each row's last token is never fed back
@@ -201,13 +202,15 @@ def test_rows_of_several_tasks_share_a_batch_and_read_their_references(tiny: tup
     assert got[2].reference_logprob == 0.0 and got[3].tokens == []
     assert len(got[1].tokens) == 5 and len(got[4].tokens) < 12  # its limit; its stop string
     assert stop in tok.decode(got[4].tokens)
-    # the prompts, each reference but its last token, every generated token but the last
+    # the prompts, each reference but its last token, then the decode steps: every
+    # generated token but each row's last, and the finished rows that stay in the batch
+    # until they are a quarter of it
     fed = sum(len(r) - 1 for r in refs if r)
     written = [len(g.tokens) for g in got]
     assert prof.rows()[0]["generated_tokens"] == sum(written)
-    assert prof.rows()[0]["forward_tokens"] == (
-        sum(len(e) for e in encoded) + fed + sum(written) - sum(1 for w in written if w)
-    )
+    decode = prof.rows()[0]["forward_tokens"] - sum(len(e) for e in encoded) - fed
+    needed = sum(written) - sum(1 for w in written if w)
+    assert needed < decode <= needed * 4 / 3  # row 3 (no tokens) stays until a second ends
     # batches of two and of one give the same
     for size in (1, 2):
         again = generate_rows(model, tok, rows, batch_size=size)

@@ -3,11 +3,13 @@
 `transformers`' `generate` keeps every row of a batch in the forward until the last row
 finishes: a row that met its end-of-turn after 12 tokens is padded along for the other
 rows' 80. Here a finished row (an end-of-sequence token, a stop string in its text, or
-`max_new_tokens`) leaves the batch at once: its row is dropped from the input, the
-attention mask and the KV cache, so each step costs only the rows still writing. Prompts
-are sorted by length so a batch shares little padding, the prompt runs once (the lm head
-on its last position only, as `generate` does) and every later step feeds one token per
-row on top of the cache.
+`max_new_tokens`) stops writing, and the finished rows leave the batch (the input, the
+attention mask and the KV cache) once they are a quarter of it: dropping rows copies the
+whole cache, so doing it at every step a row finishes cost more than it saved (the demo's
+352 generation prompts on the base in one batch: 97.9 s against 65.4 s). Prompts are
+sorted by length so a batch shares little padding, the prompt runs once (the lm head on
+its last position only, as `generate` does) and every later step feeds one token per row
+on top of the cache.
 
 Greedy and with the same masks and positions as `generate`, so the text is the same; the
 cut at the first stop string happens afterwards in the engine, exactly as before (a row
@@ -16,8 +18,10 @@ survives the cut).
 
 The KV cache is allocated once per batch for the prompt and every new token
 (`hf_kv.preallocated_cache`). Rows of different limits and stop strings (several tasks'
-prompts) share a batch, and a row may carry a reference whose log-likelihood is read in
-its prompt's forward pass (`GenRow`).
+prompts) share a batch: each task's rows run their prompts together (no padding to another
+task's prompts), and the batch then decodes as one, since a decode step with few rows
+costs nearly what one with many does. A row may carry a reference whose log-likelihood is
+read in its prompt's forward pass (`GenRow`).
 """
 
 from __future__ import annotations
@@ -148,15 +152,101 @@ def _generate_batch(
 ) -> list[RowResult]:
     import torch
 
-    n = len(rows)
     results = [RowResult([]) for _ in rows]
     out = [r.tokens for r in results]
     limits = [r.max_new_tokens for r in rows]
     longest = max(limits, default=0)
     scoring = any(r.reference is not None for r in rows)
-    if n == 0 or (longest <= 0 and steer is None and not scoring):
+    if not rows or (longest <= 0 and steer is None and not scoring):
         return results
     stops = [[s for s in r.stops if s] for r in rows]
+    # The rows of one task (one limit, one set of stops, references or none) prefill
+    # together, and then every row of the batch decodes together: a decode step with few
+    # rows costs nearly what one with many does, while a prompt padded to another task's
+    # length and references costs its padding.
+    groups: dict[tuple[int, tuple[str, ...], bool], list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault((r.max_new_tokens, r.stops, r.reference is not None), []).append(i)
+    room = steer_len + max(longest, 0)  # the cache's positions after the prompts
+    supports = getattr(model, "_supports_logits_to_keep", lambda: False)
+    keep_last = {"logits_to_keep": 1} if supports() else {}
+    with torch.inference_mode():
+        # groups that are joined decode in the joined cache: theirs need no room after
+        own = room if len(groups) == 1 else 0
+        parts = [
+            _prefill(model, tokenizer, [rows[i] for i in g], [results[i] for i in g], device, own)
+            for g in groups.values()
+        ]
+        state = parts[0] if len(parts) == 1 else _join(parts, room)
+        cache, mask, next_pos, logits = state.cache, state.mask, state.next_pos, state.logits
+        alive = [i for g in groups.values() for i in g]  # the row index of each batch row
+        if steer is not None:
+            forced = steer(logits, list(alive)).to(mask.device)
+            if longest <= 0:
+                return results
+            if forced.shape[1]:
+                logits, mask, next_pos = _feed(model, forced, mask, next_pos, cache, keep_last)
+        # A finished row stays in the batch (its tokens ignored) until finished rows are
+        # a quarter of it: dropping rows copies the whole KV cache (128 rows of 240
+        # positions are 1.4 GB with the default model), more than a few dead rows cost.
+        live = [limits[i] > 0 for i in alive]  # a row that only read its reference is done
+        step = 0
+        while any(live):
+            tokens = logits.float().argmax(-1)
+            step += 1
+            for row, i in enumerate(alive):
+                if not live[row]:
+                    continue
+                tok = int(tokens[row])
+                out[i].append(tok)
+                if step >= limits[i] or _finished(out[i], tok, ends, stops[i], tokenizer):
+                    live[row] = False
+            count("generated_tokens", sum(1 for i, r in enumerate(alive) if len(out[r]) == step))
+            if not any(live):
+                break
+            if 4 * live.count(False) >= len(alive):  # finished rows leave the batch
+                keep = [row for row, on in enumerate(live) if on]
+                sel = torch.tensor(keep, device=mask.device)
+                cache.batch_select_indices(sel)
+                mask, next_pos, tokens = mask[sel], next_pos[sel], tokens[sel]
+                alive, live = [alive[r] for r in keep], [True] * len(keep)
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+            count("forward_tokens", len(alive))
+            logits = model(
+                input_ids=tokens.unsqueeze(1),
+                attention_mask=mask,
+                position_ids=next_pos,
+                cache=cache,
+                use_cache=True,
+            ).logits[:, -1]
+            next_pos = next_pos + 1
+    return results
+
+
+@dataclass
+class _Prefilled:
+    """Rows after their prompts' forward pass: the cache holding the prompts, the
+    attention mask over it, each row's next position and its last position's logits."""
+
+    cache: Any
+    mask: Any  # rows × cached positions
+    next_pos: Any  # rows × 1
+    logits: Any  # rows × vocab
+
+
+def _prefill(
+    model: Any,
+    tokenizer: Any,
+    rows: list[GenRow],
+    results: list[RowResult],
+    device: Any,
+    room: int,
+) -> _Prefilled:
+    """The prompts' forward pass, left-padded, with each reference's score written into
+    `results`; the cache keeps `room` positions free after the prompts."""
+    import torch
+
+    n = len(rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     prompts = [r.prompt for r in rows]
     # The prompts' common start (the chat template's system turn, a task's instruction, a
@@ -179,70 +269,53 @@ def _generate_batch(
     # positions as `generate` makes them: counted over real tokens, padding at 1
     positions = (mask.cumsum(-1) - 1 + shared).masked_fill(mask == 0, 1)
     ids, mask, positions = ids.to(device), mask.to(device), positions.to(device)
-    cache = preallocated_cache(shared + width + max(extra, steer_len + max(longest, 0)))
-    # the lm head on the prompt's last position only, where the model allows it
-    # (`generate` does the same): 49k logits for every prompt token would cost more than
-    # the rest of the prefill
-    supports = getattr(model, "_supports_logits_to_keep", lambda: False)
-    keep_last = {"logits_to_keep": 1} if supports() else {}
-    alive = list(range(n))  # the prompt index of each row still in the batch
+    cache = preallocated_cache(shared + width + max(extra, room))
     count("forward_tokens", shared + sum(len(p) for p in rest) + sum(len(f) for f in fed))
-    with torch.inference_mode():
-        run_shared_start(model, prompts[0][:shared], n, cache)
-        if shared:
-            mask = torch.cat([mask.new_ones((n, shared)), mask], dim=1)
-        inputs = {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "position_ids": positions,
-            "cache": cache,
-            "use_cache": True,
-        }
-        if scoring:
-            logits = _prefill_with_references(model, rows, width, inputs, results)
-            if extra:
-                cache.crop(-extra)
-                mask = mask[:, : shared + width]
-        else:
-            logits = model(**inputs, **keep_last).logits[:, -1]
-        next_pos = positions[:, width - 1 : width] + 1
-        if steer is not None:
-            forced = steer(logits, list(range(n))).to(ids.device)
-            if longest <= 0:
-                return results
-            if forced.shape[1]:
-                logits, mask, next_pos = _feed(model, forced, mask, next_pos, cache, keep_last)
-        step = 0
-        while alive:
-            tokens = logits.float().argmax(-1)
-            keep = []
-            step += 1
-            for row, i in enumerate(alive):
-                if limits[i] <= 0:  # a row that only read its reference
-                    continue
-                tok = int(tokens[row])
-                out[i].append(tok)
-                if step < limits[i] and not _finished(out[i], tok, ends, stops[i], tokenizer):
-                    keep.append(row)
-            count("generated_tokens", sum(1 for i in alive if limits[i] > 0))
-            if not keep:
-                break
-            if len(keep) < len(alive):  # finished rows leave the batch and its cache
-                sel = torch.tensor(keep, device=ids.device)
-                cache.batch_select_indices(sel)
-                mask, next_pos, tokens = mask[sel], next_pos[sel], tokens[sel]
-                alive = [alive[r] for r in keep]
-            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
-            count("forward_tokens", len(alive))
-            logits = model(
-                input_ids=tokens.unsqueeze(1),
-                attention_mask=mask,
-                position_ids=next_pos,
-                cache=cache,
-                use_cache=True,
-            ).logits[:, -1]
-            next_pos = next_pos + 1
-    return results
+    run_shared_start(model, prompts[0][:shared], n, cache)
+    if shared:
+        mask = torch.cat([mask.new_ones((n, shared)), mask], dim=1)
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "position_ids": positions,
+        "cache": cache,
+        "use_cache": True,
+    }
+    if any(r.reference is not None for r in rows):
+        logits = _prefill_with_references(model, rows, width, inputs, results)
+        if extra:
+            cache.crop(-extra)
+            mask = mask[:, : shared + width]
+    else:
+        # the lm head on the prompt's last position only, where the model allows it
+        # (`generate` does the same): 49k logits for every prompt token would cost more
+        # than the rest of the prefill
+        supports = getattr(model, "_supports_logits_to_keep", lambda: False)
+        keep_last = {"logits_to_keep": 1} if supports() else {}
+        logits = model(**inputs, **keep_last).logits[:, -1]
+    return _Prefilled(cache, mask, positions[:, width - 1 : width] + 1, logits)
+
+
+def _join(parts: list[_Prefilled], room: int) -> _Prefilled:
+    """Prefilled groups as one batch: each group's keys and values right-aligned in a
+    cache as long as the longest group's (more left padding, masked, as if the prompts had
+    been padded together), rows in the order of the groups."""
+    import torch
+    from torch.nn.functional import pad
+
+    length = max(p.mask.shape[1] for p in parts)
+    cache = preallocated_cache(length + room)
+    for layer in range(len(parts[0].cache.layers)):
+        keys, values = [], []
+        for p in parts:
+            held = p.cache.layers[layer]
+            front = length - p.mask.shape[1]
+            keys.append(pad(held.keys, (0, 0, front, 0)))
+            values.append(pad(held.values, (0, 0, front, 0)))
+        cache.update(torch.cat(keys), torch.cat(values), layer)
+    mask = torch.cat([pad(p.mask, (length - p.mask.shape[1], 0)) for p in parts])
+    next_pos = torch.cat([p.next_pos for p in parts])
+    return _Prefilled(cache, mask, next_pos, torch.cat([p.logits for p in parts]))
 
 
 def _prefill_with_references(
