@@ -43,6 +43,8 @@ typecheck: setup
 bench: setup browser
 	$(BIN)/python bench/bench_generate.py --examples 16 --batch 16
 	$(BIN)/python bench/bench_decode_rows.py
+	$(BIN)/python bench/bench_pooled_generation.py --limit 10
+	$(BIN)/python bench/bench_pooled_generation.py --rounds 1
 	$(BIN)/python bench/bench_train.py --examples 32 --repeats 3
 	$(BIN)/python bench/bench_judge.py
 	$(BIN)/python bench/bench_prose_kl.py

@@ -63,11 +63,16 @@ def _generations(task: TaskPlan) -> list[Generation] | None:
     ]
 
 
+def generation_requests(tasks: list[TaskPlan]) -> dict[str, list[Generation]]:
+    """The generation tasks' requests, by task name, in plan order."""
+    return {t.name: g for t in tasks if (g := _generations(t)) is not None}
+
+
 def _generate(
     tasks: list[TaskPlan], variant: str, engine: Engine, progress: ProgressFactory
 ) -> dict[str, list[Generated]]:
     """Every generation task's outputs for the active variant, from one engine request."""
-    asked = {t.name: g for t in tasks if (g := _generations(t)) is not None}
+    asked = generation_requests(tasks)
     pooled = [g for gens in asked.values() for g in gens]
     if not pooled:
         return {}
