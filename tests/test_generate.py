@@ -219,3 +219,30 @@ def test_rows_of_several_tasks_share_a_batch_and_read_their_references(tiny: tup
             assert (a.reference_logprob is None) == (g.reference_logprob is None)
             if g.reference_logprob is not None:
                 assert a.reference_logprob == pytest.approx(g.reference_logprob, abs=1e-4)
+
+
+def test_rows_with_references_prefill_in_chunks_within_the_budget(
+    tiny: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows with references prefill in chunks of at most REFERENCE_BUDGET padded positions
+    (their logits over the whole vocabulary are held at once); the chunks are joined for
+    the decode, with the same tokens and scores as one prefill."""
+    from evalkit.engines import hf_generate
+    from evalkit.engines.hf_generate import GenRow, _prefill_chunks, generate_rows
+
+    model, tok = tiny
+    encoded = _encode(tok)
+    ref = list(tok(" the tenant pays rent", add_special_tokens=False)["input_ids"])
+    rows = [GenRow(p, 6, (), ref) for p in encoded]
+    whole = generate_rows(model, tok, rows, batch_size=len(rows))
+    budget = 3 * (max(len(p) for p in encoded) + len(ref))
+    monkeypatch.setattr(hf_generate, "REFERENCE_BUDGET", budget)
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt))
+    chunks = _prefill_chunks(rows, order)
+    assert len(chunks) >= 2 and [i for c in chunks for i in c] == order
+    for c in chunks:
+        assert len(c) * max(len(rows[i].prompt) + len(ref) for i in c) <= budget
+    chunked = generate_rows(model, tok, rows, batch_size=len(rows))
+    assert [r.tokens for r in chunked] == [r.tokens for r in whole]
+    for a, b in zip(chunked, whole, strict=True):
+        assert a.reference_logprob == pytest.approx(b.reference_logprob, abs=1e-4)

@@ -35,6 +35,9 @@ from evalkit.engines.hf_kv import preallocated_cache, run_shared_start, shared_s
 from evalkit.profile import count
 
 Progress = Callable[[int], None]
+# The padded positions of one prefill whose rows carry references, as scoring's
+# TOKEN_BUDGET: about 1.6 GB of fp32 logits for a 49k vocabulary at most.
+REFERENCE_BUDGET = 8192
 # Called once per batch after the prompt's forward, with its last-position logits (rows ×
 # vocab) and the prompt index of each row; returns the tokens (rows × k, k the same for
 # every call) each row is given before it decodes on its own. The judge uses it to pick a
@@ -171,15 +174,16 @@ def _generate_batch(
     supports = getattr(model, "_supports_logits_to_keep", lambda: False)
     keep_last = {"logits_to_keep": 1} if supports() else {}
     with torch.inference_mode():
-        # groups that are joined decode in the joined cache: theirs need no room after
-        own = room if len(groups) == 1 else 0
+        # prefills that are joined decode in the joined cache: theirs need no room after
+        chunks = [c for g in groups.values() for c in _prefill_chunks(rows, g)]
+        own = room if len(chunks) == 1 else 0
         parts = [
-            _prefill(model, tokenizer, [rows[i] for i in g], [results[i] for i in g], device, own)
-            for g in groups.values()
+            _prefill(model, tokenizer, [rows[i] for i in c], [results[i] for i in c], device, own)
+            for c in chunks
         ]
         state = parts[0] if len(parts) == 1 else _join(parts, room)
         cache, mask, next_pos, logits = state.cache, state.mask, state.next_pos, state.logits
-        alive = [i for g in groups.values() for i in g]  # the row index of each batch row
+        alive = [i for c in chunks for i in c]  # the row index of each batch row
         if steer is not None:
             forced = steer(logits, list(alive)).to(mask.device)
             if longest <= 0:
@@ -221,6 +225,25 @@ def _generate_batch(
             ).logits[:, -1]
             next_pos = next_pos + 1
     return results
+
+
+def _prefill_chunks(rows: list[GenRow], group: list[int]) -> list[list[int]]:
+    """A group's rows as they prefill: all at once, or, where they carry references, in
+    chunks of at most REFERENCE_BUDGET padded positions (each read position's logits
+    over the whole vocabulary are held at once)."""
+    if all(rows[i].reference is None for i in group):
+        return [group]
+    chunks: list[list[int]] = [[]]
+    widest = 0
+    for i in group:
+        width = len(rows[i].prompt) + len(rows[i].reference or [])
+        grown = max(widest, width)
+        if chunks[-1] and grown * (len(chunks[-1]) + 1) > REFERENCE_BUDGET:
+            chunks.append([])
+            grown = width
+        chunks[-1].append(i)
+        widest = grown
+    return chunks
 
 
 @dataclass
