@@ -234,9 +234,15 @@ def test_server_killed_mid_run_keeps_finished_work_and_a_rerun_does_the_rest(
 
         @contextmanager
         def killing(description: str, total: int) -> Iterator[object]:
-            if description == "base · qa2":  # qa finished and is in the cache
-                served.kill()
-            yield lambda n: None
+            answered = 0
+
+            def advance(n: int) -> None:
+                nonlocal answered
+                answered += n
+                if description == "base · generation" and answered == 3:
+                    served.kill()  # qa's three generations answered, its references not
+
+            yield advance
 
         with pytest.raises(EngineServerError) as err:
             run_suite(path, output_dir=tmp_path / "out", progress=killing)
@@ -244,5 +250,5 @@ def test_server_killed_mid_run_keeps_finished_work_and_a_rerun_does_the_rest(
     with llama_models(["smollm2"], port=port):
         out = run_suite(path, output_dir=tmp_path / "out")
     assert out.exit_code == 0
-    # qa's 3 generations + 3 log-likelihoods come from the cache; only qa2 is computed
-    assert out.results["run"]["cache"] == {"reused": 6, "computed": 6}
+    # qa's 3 generations come from the cache; its references and all of qa2 are computed
+    assert out.results["run"]["cache"] == {"reused": 3, "computed": 9}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from evalkit.engines.base import (
     ChatPrompt,
@@ -194,14 +194,26 @@ class CachedEngine:
             progress,
         )
 
+    @property
+    def pools_generations(self) -> bool:
+        """Pooled only in front of an engine that pools: any other is asked task by task
+        through this cache, so each finished task is kept (evalkit.engines.generations)."""
+        from evalkit.engines.generations import pools
+
+        return pools(self.inner)
+
     def generate_pooled(
         self, requests: list[Generation], *, progress: Progress | None = None
     ) -> list[Generated]:
         """Texts and reference scores under the keys `generate` and `loglikelihood` use, so
         either call reuses what this one computed; the misses go to the engine as one
-        pooled request, each reference with its prompt when its text is missing too."""
-        from evalkit.engines.generations import run_generations
+        pooled request, each reference with its prompt when its text is missing too. In
+        front of an engine that does not pool, the requests go through this cache's own
+        `generate` and `loglikelihood`, setting by setting, each kept as it finishes."""
+        from evalkit.engines.generations import generate_in_groups, pools
 
+        if not pools(self.inner):
+            return generate_in_groups(self, requests, progress)
         text_keys = [self._generate_key(r.prompt, r.max_new_tokens, r.stop) for r in requests]
         ref_keys = [
             None if r.reference is None else self._ll_key(r.prompt, r.reference) for r in requests
@@ -222,15 +234,18 @@ class CachedEngine:
         ]
         if progress and len(requests) > len(run):
             progress(len(requests) - len(run))
-        fresh = run_generations(
-            self.inner,
-            [
-                dataclasses.replace(
-                    requests[i], reference=None if i in refs else requests[i].reference
-                )
-                for i in run
-            ],
-            progress,
+        fresh = (
+            cast(Any, self.inner).generate_pooled(
+                [
+                    dataclasses.replace(
+                        requests[i], reference=None if i in refs else requests[i].reference
+                    )
+                    for i in run
+                ],
+                progress=progress,
+            )
+            if run
+            else []
         )
         scored = (
             self.inner.loglikelihood(

@@ -73,15 +73,15 @@ def _generate(
 ) -> dict[str, list[Generated]]:
     """Every generation task's outputs for the active variant, from one engine request."""
     asked = generation_requests(tasks)
-    pooled = [g for gens in asked.values() for g in gens]
-    if not pooled:
+    n = sum(len(gens) for gens in asked.values())
+    if not n:
         return {}
     with (
-        timer(f"{variant} · generation", requests=len(pooled)),
-        progress(f"{variant} · generation", len(pooled)) as advance,
+        timer(f"{variant} · generation", requests=n),
+        progress(f"{variant} · generation", n) as advance,
     ):
-        outputs = iter(run_generations(engine, pooled, advance))
-    return {name: [next(outputs) for _ in gens] for name, gens in asked.items()}
+        outputs = run_generations(engine, list(asked.values()), advance)
+    return dict(zip(asked, outputs, strict=True))
 
 
 def variant_units(tasks: list[TaskPlan]) -> int:

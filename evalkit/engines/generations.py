@@ -4,9 +4,10 @@ each reference log-likelihood asked with its prompt.
 Why pool: a decode step with few rows is bound by reading the weights, so three tasks of
 10 prompts each cost nearly three times one batch of 30 (a smoke run's legal-summary,
 knowledge-open and open-ended). An engine that takes a whole list of `Generation`s at once
-has a `generate_pooled` method (the hf engine, the result cache); any other is asked task
-setting by task setting through its `generate`, and the references through its
-`loglikelihood`, exactly as before.
+has a `generate_pooled` method (the hf engine; the result cache in front of one). Any
+other is asked task by task, as before: each task's prompts through its `generate`, then
+the task's references through its `loglikelihood`. So a served engine that dies mid-run
+has each finished task in the result cache.
 """
 
 from __future__ import annotations
@@ -16,38 +17,44 @@ from typing import Any
 from evalkit.engines.base import Generated, Generation, LogLikelihood, Progress
 
 
+def pools(engine: Any) -> bool:
+    """Whether `engine` takes all of a variant's generations in one `generate_pooled`."""
+    return callable(getattr(engine, "generate_pooled", None)) and bool(
+        getattr(engine, "pools_generations", True)
+    )
+
+
 def run_generations(
-    engine: Any, requests: list[Generation], progress: Progress | None = None
-) -> list[Generated]:
-    """Each request's text (and reference log-likelihood), in the order given."""
-    if not requests:
-        return []
-    pooled = getattr(engine, "generate_pooled", None)
-    if pooled is not None:
-        return list(pooled(requests, progress=progress))
-    return generate_in_groups(engine, requests, progress)
+    engine: Any, by_task: list[list[Generation]], progress: Progress | None = None
+) -> list[list[Generated]]:
+    """Each task's texts (and reference log-likelihoods), in the order given."""
+    if not any(by_task):
+        return [[] for _ in by_task]
+    if not pools(engine):
+        return [generate_in_groups(engine, reqs, progress) for reqs in by_task]
+    pooled = list(engine.generate_pooled([g for reqs in by_task for g in reqs], progress=progress))
+    outputs = iter(pooled)
+    return [[next(outputs) for _ in reqs] for reqs in by_task]
 
 
 def generate_in_groups(
     engine: Any, requests: list[Generation], progress: Progress | None = None
 ) -> list[Generated]:
-    """Through the plain protocol: one `generate` call per (max_new_tokens, stop), then one
-    `loglikelihood` call for every reference."""
+    """Through the plain protocol: per (max_new_tokens, stop), one `generate` call, then
+    one `loglikelihood` call for its references."""
     groups: dict[tuple[int, tuple[str, ...]], list[int]] = {}
     for i, r in enumerate(requests):
         groups.setdefault((r.max_new_tokens, r.stop), []).append(i)
-    texts: list[str] = [""] * len(requests)
+    out: dict[int, Generated] = {}
     for (max_new, stop), idx in groups.items():
-        outs = engine.generate(
+        texts = engine.generate(
             [requests[i].prompt for i in idx], max_new_tokens=max_new, stop=stop, progress=progress
         )
-        for i, text in zip(idx, outs, strict=True):
-            texts[i] = text
-    scored = [i for i, r in enumerate(requests) if r.reference is not None]
-    refs: dict[int, LogLikelihood] = {}
-    if scored:
-        lls = engine.loglikelihood(
-            [(requests[i].prompt, requests[i].reference or "") for i in scored]
-        )
-        refs = dict(zip(scored, lls, strict=True))
-    return [Generated(texts[i], refs.get(i)) for i in range(len(requests))]
+        scored = [i for i in idx if requests[i].reference is not None]
+        refs: dict[int, LogLikelihood] = {}
+        if scored:
+            pairs = [(requests[i].prompt, requests[i].reference or "") for i in scored]
+            refs = dict(zip(scored, engine.loglikelihood(pairs), strict=True))
+        for i, text in zip(idx, texts, strict=True):
+            out[i] = Generated(text, refs.get(i))
+    return [out[i] for i in range(len(requests))]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from evalkit.engines.cache import CachedEngine, ResultCache
 from evalkit.engines.evaluate import evaluate
 from evalkit.engines.scripted import ScriptedEngine
@@ -53,6 +55,33 @@ def test_separate_cache_files_share_nothing(tmp_path: Path) -> None:
     assert (other.hits, other.misses) == (0, 2 * (40 + 2 * 40 + 30))
 
 
+def _clauses() -> dict:
+    return {
+        "base": {
+            "outputs": {"clause one": "summary one", "clause two": "summary two"},
+            "loglikelihoods": {
+                "clause one": {"ref one": (-2.5, 3), "ref one, longer": (-4.0, 5)},
+                "clause two": {"ref two": (-1.25, 2)},
+            },
+        }
+    }
+
+
+class _PoolingScripted(ScriptedEngine):
+    """The scripted engine with a pooled path (as the hf engine has), recording each
+    pooled call with how many of its requests carry a reference."""
+
+    def generate_pooled(self, requests: list, *, progress: object = None) -> list:
+        from evalkit.engines.generations import generate_in_groups
+
+        refs = sum(r.reference is not None for r in requests)
+        self.calls.append((self.active, f"pooled ({refs} with references)", len(requests)))
+        calls = len(self.calls)
+        out = generate_in_groups(ScriptedEngine(self.table), requests)
+        del self.calls[calls:]
+        return out
+
+
 def test_pooled_generations_share_the_keys_of_generate_and_loglikelihood(tmp_path: Path) -> None:
     """A pooled request stores each text under `generate`'s key and each reference score
     under `loglikelihood`'s, so either call reuses it; a request half in the cache asks
@@ -60,18 +89,9 @@ def test_pooled_generations_share_the_keys_of_generate_and_loglikelihood(tmp_pat
     from evalkit.engines.base import ChatPrompt, Generated, Generation, LogLikelihood
 
     q1, q2 = ChatPrompt("clause one"), ChatPrompt("clause two")
-    inner = ScriptedEngine(
-        {
-            "base": {
-                "outputs": {"clause one": "summary one", "clause two": "summary two"},
-                "loglikelihoods": {
-                    "clause one": {"ref one": (-2.5, 3), "ref one, longer": (-4.0, 5)},
-                    "clause two": {"ref two": (-1.25, 2)},
-                },
-            }
-        }
-    )
+    inner = _PoolingScripted(_clauses())
     cached = CachedEngine(inner, ResultCache(tmp_path / "results.sqlite"))
+    assert cached.pools_generations
     with cached.variant("base"):
         first = cached.generate_pooled(
             [Generation(q1, 8, (), "ref one"), Generation(q2, 8, ("\n",), "ref two")]
@@ -80,12 +100,7 @@ def test_pooled_generations_share_the_keys_of_generate_and_loglikelihood(tmp_pat
             Generated("summary one", LogLikelihood(-2.5, 3)),
             Generated("summary two", LogLikelihood(-1.25, 2)),
         ]
-        # the scripted engine has no pooled path: one generate per setting, then the scores
-        assert inner.calls == [
-            ("base", "generate", 1),
-            ("base", "generate", 1),
-            ("base", "loglikelihood", 2),
-        ]
+        assert inner.calls == [("base", "pooled (2 with references)", 2)]
         assert (cached.hits, cached.misses) == (0, 4)
         inner.calls.clear()
         # the plain calls find what the pooled one stored
@@ -100,5 +115,37 @@ def test_pooled_generations_share_the_keys_of_generate_and_loglikelihood(tmp_pat
         # the score is cached, the text under a new limit is not: only the text
         more = cached.generate_pooled([Generation(q1, 16, (), "ref one")])
         assert more == [Generated("summary one", LogLikelihood(-2.5, 3))]
-        assert inner.calls == [("base", "generate", 1)]
+        assert inner.calls == [("base", "pooled (0 with references)", 1)]
         assert (cached.hits, cached.misses) == (1 + 1 + 1 + 1, 4 + 1 + 1)
+
+
+def test_an_engine_that_does_not_pool_keeps_each_finished_setting(tmp_path: Path) -> None:
+    """In front of an engine without a pooled path (a served one), the requests go setting
+    by setting through the cache, each generation followed by its references, so what
+    finished before the engine failed is kept and a rerun computes only the rest."""
+    from evalkit.engines.base import ChatPrompt, Generation
+    from evalkit.engines.generations import run_generations
+
+    class DiesOnClauseTwo(ScriptedEngine):  # a server that stops answering mid-run
+        def generate(self, prompts: list, **kw: object) -> list:
+            if any(p.user == "clause two" for p in prompts):
+                raise ConnectionError("the server did not answer")
+            return super().generate(prompts, **kw)  # type: ignore[arg-type]
+
+    inner = DiesOnClauseTwo(_clauses())
+    db = tmp_path / "results.sqlite"
+    cached = CachedEngine(inner, ResultCache(db))
+    assert not cached.pools_generations
+    asked = [
+        [Generation(ChatPrompt("clause one"), 8, (), "ref one")],
+        [Generation(ChatPrompt("clause two"), 8, ("\n",), "ref two")],
+    ]
+    with cached.variant("base"), pytest.raises(ConnectionError):
+        run_generations(cached, asked)
+    assert inner.calls == [("base", "generate", 1), ("base", "loglikelihood", 1)]
+    rerun_inner = ScriptedEngine(_clauses())
+    rerun = CachedEngine(rerun_inner, ResultCache(db))
+    with rerun.variant("base"):
+        run_generations(rerun, asked)
+    assert (rerun.hits, rerun.misses) == (2, 2)
+    assert rerun_inner.calls == [("base", "generate", 1), ("base", "loglikelihood", 1)]
