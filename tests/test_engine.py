@@ -131,6 +131,44 @@ def test_pooled_generations_match_separate_calls(engine: HFEngine, variant: str)
         assert g.reference.logprob == pytest.approx(ll.logprob, abs=1e-4)
 
 
+def test_an_interrupted_pooled_request_keeps_its_finished_batches(
+    engine: HFEngine, tmp_path: Path
+) -> None:
+    """The result cache stores a pooled request batch by batch: interrupted in its second
+    batch, the first batch's texts and reference scores are kept, and a rerun computes
+    only the rest, with the same results as an uninterrupted run."""
+    from evalkit.engines.base import Generation
+    from evalkit.engines.cache import CachedEngine, ResultCache
+
+    class Interrupted(Exception):
+        pass
+
+    prompts = [ChatPrompt(f"Summarize clause {i}: the tenant pays rent.") for i in range(5)]
+    requests = [Generation(p, 5, (), " the tenant pays") for p in prompts]
+    db = tmp_path / "results.sqlite"
+    finished = 0
+
+    def interrupt(n: int) -> None:  # batch_size 3: the first batch has finished
+        nonlocal finished
+        finished += n
+        raise Interrupted
+
+    cached = CachedEngine(engine, ResultCache(db))
+    with cached.variant("a"), pytest.raises(Interrupted):
+        cached.generate_pooled(requests, progress=interrupt)
+    assert finished == engine.batch_size == 3
+    rerun = CachedEngine(engine, ResultCache(db))
+    with rerun.variant("a"):
+        got = rerun.generate_pooled(requests)
+    assert (rerun.hits, rerun.misses) == (2 * 3, 2 * 2)
+    with engine.variant("a"):
+        want = engine.generate_pooled(requests)
+    assert [g.text for g in got] == [g.text for g in want]
+    for g, w in zip(got, want, strict=True):
+        assert g.reference is not None and w.reference is not None
+        assert g.reference.logprob == pytest.approx(w.reference.logprob, abs=1e-4)
+
+
 def test_variants_switch_and_merge_without_reload(engine: HFEngine) -> None:
     texts = ["The quick brown fox jumps over the lazy dog."]
     with engine.variant("base"):

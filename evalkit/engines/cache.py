@@ -234,38 +234,37 @@ class CachedEngine:
         ]
         if progress and len(requests) > len(run):
             progress(len(requests) - len(run))
-        fresh = (
-            cast(Any, self.inner).generate_pooled(
-                [
-                    dataclasses.replace(
-                        requests[i], reference=None if i in refs else requests[i].reference
-                    )
-                    for i in run
-                ],
-                progress=progress,
-            )
-            if run
-            else []
-        )
-        scored = (
-            self.inner.loglikelihood(
+        asking = [
+            dataclasses.replace(requests[i], reference=None if i in refs else requests[i].reference)
+            for i in run
+        ]
+
+        def keep(batch: list[int], gens: list[Generated]) -> None:
+            # each batch is stored as it finishes: an interrupted run keeps it
+            new: dict[str, Any] = {}
+            for j, gen in zip(batch, gens, strict=True):
+                i = run[j]
+                texts[i] = new[text_keys[i]] = gen.text
+                key = ref_keys[i]
+                if gen.reference is not None and key is not None:
+                    refs[i] = gen.reference
+                    if not _unscored(gen.reference):
+                        new[key] = [gen.reference.logprob, gen.reference.n_tokens]
+            self.cache.put_many(new)
+
+        if run:
+            cast(Any, self.inner).generate_pooled(asking, progress=progress, on_batch=keep)
+        if rerun:
+            scored = self.inner.loglikelihood(
                 [(requests[i].prompt, requests[i].reference or "") for i in rerun]
             )
-            if rerun
-            else []
-        )
-        new: dict[str, Any] = {}
-        for i, gen in zip(run, fresh, strict=True):
-            texts[i] = new[text_keys[i]] = gen.text
-            if gen.reference is not None:
-                refs[i] = gen.reference
-        for i, ll in zip(rerun, scored, strict=True):
-            refs[i] = ll
-        for i in run + rerun:
-            key, score = ref_keys[i], refs.get(i)
-            if key is not None and score is not None and not _unscored(score):
-                new[key] = [score.logprob, score.n_tokens]
-        self.cache.put_many(new)
+            new: dict[str, Any] = {}
+            for i, ll in zip(rerun, scored, strict=True):
+                refs[i] = ll
+                key = ref_keys[i]
+                if key is not None and not _unscored(ll):
+                    new[key] = [ll.logprob, ll.n_tokens]
+            self.cache.put_many(new)
         return [Generated(texts[i], refs.get(i)) for i in range(len(requests))]
 
     def _generate_key(self, prompt: ChatPrompt, max_new_tokens: int, stop: tuple[str, ...]) -> str:

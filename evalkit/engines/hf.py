@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -225,11 +225,17 @@ class HFEngine(ScoringMixin):
         return [g.text for g in self.generate_pooled(requests, progress=progress)]
 
     def generate_pooled(
-        self, requests: list[Generation], *, progress: Progress | None = None
+        self,
+        requests: list[Generation],
+        *,
+        progress: Progress | None = None,
+        on_batch: Callable[[list[int], list[Generated]], None] | None = None,
     ) -> list[Generated]:
         """Every request in shared batches (rows of any limit and stop strings), each
-        reference read in its prompt's forward pass (see hf_generate)."""
-        from evalkit.engines.hf_generate import GenRow, generate_rows
+        reference read in its prompt's forward pass (see hf_generate). `on_batch` gets
+        each finished batch's request indices and results (the result cache keeps them,
+        so an interrupted run loses at most the batch it was in)."""
+        from evalkit.engines.hf_generate import GenRow, RowResult, generate_rows
 
         stops = {r.stop: generation_stops(self.tokenizer, r.stop) for r in requests}
         encoded = [self._encode_chat(r.prompt) for r in requests]
@@ -242,33 +248,44 @@ class HFEngine(ScoringMixin):
             )
             for ids, r in zip(encoded, requests, strict=True)
         ]
-        done = generate_rows(
+        out: dict[int, Generated] = {}
+
+        def finished(idx: list[int], done: list[RowResult]) -> None:
+            texts = [
+                cut_at_stops(
+                    str(self.tokenizer.decode(d.tokens, skip_special_tokens=False)),
+                    stops[requests[i].stop],
+                    self.tokenizer,
+                )
+                for i, d in zip(idx, done, strict=True)
+            ]
+            if self._active_is_base():
+                self._remember_base_greedy(
+                    [encoded[i] for i in idx], [d.tokens for d in done], texts
+                )
+            gens = [
+                Generated(
+                    text,
+                    None
+                    if rows[i].reference is None or d.reference_logprob is None
+                    else LogLikelihood(d.reference_logprob, len(rows[i].reference or [])),
+                )
+                for i, text, d in zip(idx, texts, done, strict=True)
+            ]
+            out.update(zip(idx, gens, strict=True))
+            if on_batch:
+                on_batch(idx, gens)
+
+        generate_rows(
             self.model,
             self.tokenizer,
             rows,
             batch_size=self.batch_size,
             device=self.device,
             progress=progress,
+            on_batch=finished,
         )
-        texts = [
-            cut_at_stops(
-                str(self.tokenizer.decode(d.tokens, skip_special_tokens=False)),
-                stops[r.stop],
-                self.tokenizer,
-            )
-            for d, r in zip(done, requests, strict=True)
-        ]
-        if self._active_is_base():
-            self._remember_base_greedy(encoded, [d.tokens for d in done], texts)
-        return [
-            Generated(
-                text,
-                None
-                if row.reference is None or d.reference_logprob is None
-                else LogLikelihood(d.reference_logprob, len(row.reference)),
-            )
-            for text, row, d in zip(texts, rows, done, strict=True)
-        ]
+        return [out[i] for i in range(len(requests))]
 
     def _tokens(self, text: str) -> list[int]:
         """A continuation's token ids, as `loglikelihood` scores it."""

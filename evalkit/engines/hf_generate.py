@@ -113,10 +113,12 @@ def generate_rows(
     progress: Progress | None = None,
     steer: Steer | None = None,
     steer_len: int = 0,
+    on_batch: Callable[[list[int], list[RowResult]], None] | None = None,
 ) -> list[RowResult]:
     """Each row's generation (in the order given), rows of any limits and stops sharing
     batches. With `steer`, the `steer_len` tokens it gives each row come first and are not
-    part of what is returned."""
+    part of what is returned. `on_batch` gets each finished batch's row indices and
+    results (a caller keeps them before the next batch runs)."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].prompt))
     out: list[RowResult] = [RowResult([]) for _ in rows]
     ends = eos_ids(model)
@@ -133,6 +135,8 @@ def generate_rows(
         )
         for i, result in zip(idx, done, strict=True):
             out[i] = result
+        if on_batch:
+            on_batch(idx, done)
         if progress:
             progress(len(idx))
     return out

@@ -5,6 +5,7 @@ back exactly (JSON in SQLite, never pickle)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,9 @@ class _PoolingScripted(ScriptedEngine):
     """The scripted engine with a pooled path (as the hf engine has), recording each
     pooled call with how many of its requests carry a reference."""
 
-    def generate_pooled(self, requests: list, *, progress: object = None) -> list:
+    def generate_pooled(
+        self, requests: list, *, progress: object = None, on_batch: Any = None
+    ) -> list:
         from evalkit.engines.generations import generate_in_groups
 
         refs = sum(r.reference is not None for r in requests)
@@ -79,6 +82,8 @@ class _PoolingScripted(ScriptedEngine):
         calls = len(self.calls)
         out = generate_in_groups(ScriptedEngine(self.table), requests)
         del self.calls[calls:]
+        if on_batch:
+            on_batch(list(range(len(out))), out)
         return out
 
 
