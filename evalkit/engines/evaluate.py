@@ -46,10 +46,14 @@ def evaluate(plan: Plan, engine: Engine, progress: ProgressFactory) -> list[Reco
     return records
 
 
+def _generates(task: TaskPlan) -> bool:
+    return bool(task.needs & {"generate", "open_shift"})
+
+
 def _generations(task: TaskPlan) -> list[Generation] | None:
     """What a task asks the engine to generate (None: nothing); a task that also scores
     its reference asks for it with the prompt."""
-    if not task.needs & {"generate", "open_shift"}:
+    if not _generates(task):
         return None
     scored = "loglikelihood" in task.needs
     return [
@@ -87,8 +91,7 @@ def _generate(
 def variant_units(tasks: list[TaskPlan]) -> int:
     """The progress units of one variant's requests: its generations, then each task's
     other stages."""
-    asked = [t for t in tasks if _generations(t) is not None]
-    return sum(len(t.examples) for t in asked) + sum(_units(t, t in asked) for t in tasks)
+    return sum(len(t.examples) * _generates(t) + _units(t, _generates(t)) for t in tasks)
 
 
 def _ignore(n: int) -> None:

@@ -175,8 +175,7 @@ def _generate_batch(
     for i, r in enumerate(rows):
         groups.setdefault((r.max_new_tokens, r.stops, r.reference is not None), []).append(i)
     room = steer_len + max(longest, 0)  # the cache's positions after the prompts
-    supports = getattr(model, "_supports_logits_to_keep", lambda: False)
-    keep_last = {"logits_to_keep": 1} if supports() else {}
+    keep_last = _keep_last(model)
     with torch.inference_mode():
         # prefills that are joined decode in the joined cache: theirs need no room after
         chunks = [c for g in groups.values() for c in _prefill_chunks(rows, g)]
@@ -202,14 +201,16 @@ def _generate_batch(
         while any(live):
             tokens = logits.float().argmax(-1)
             step += 1
+            wrote = 0
             for row, i in enumerate(alive):
                 if not live[row]:
                     continue
                 tok = int(tokens[row])
                 out[i].append(tok)
+                wrote += 1
                 if step >= limits[i] or _finished(out[i], tok, ends, stops[i], tokenizer):
                     live[row] = False
-            count("generated_tokens", sum(1 for i, r in enumerate(alive) if len(out[r]) == step))
+            count("generated_tokens", wrote)
             if not any(live):
                 break
             if 4 * live.count(False) >= len(alive):  # finished rows leave the batch
@@ -229,6 +230,14 @@ def _generate_batch(
             ).logits[:, -1]
             next_pos = next_pos + 1
     return results
+
+
+def _keep_last(model: Any) -> dict[str, int]:
+    """The lm head on a prompt's last position only, where the model allows it (`generate`
+    does the same): 49k logits for every prompt token would cost more than the rest of the
+    prefill."""
+    supports = getattr(model, "_supports_logits_to_keep", lambda: False)
+    return {"logits_to_keep": 1} if supports() else {}
 
 
 def _prefill_chunks(rows: list[GenRow], group: list[int]) -> list[list[int]]:
@@ -314,12 +323,7 @@ def _prefill(
             cache.crop(-extra)
             mask = mask[:, : shared + width]
     else:
-        # the lm head on the prompt's last position only, where the model allows it
-        # (`generate` does the same): 49k logits for every prompt token would cost more
-        # than the rest of the prefill
-        supports = getattr(model, "_supports_logits_to_keep", lambda: False)
-        keep_last = {"logits_to_keep": 1} if supports() else {}
-        logits = model(**inputs, **keep_last).logits[:, -1]
+        logits = model(**inputs, **_keep_last(model)).logits[:, -1]
     return _Prefilled(cache, mask, positions[:, width - 1 : width] + 1, logits)
 
 
@@ -355,21 +359,24 @@ def _prefill_with_references(
 
     at_rows: list[int] = []
     at_pos: list[int] = []
+    firsts: list[int] = []  # each row's read at its prompt's last position
+    is_ref: list[int] = []  # the reads that predict a reference token
     targets: list[int] = []
     owners: list[int] = []
     lengths: list[int] = []
     for row, r in enumerate(rows):
         ref = r.reference or []
+        firsts.append(len(at_rows))
         # the first read predicts the first generated token (and the reference's first)
         for t in range(max(len(ref), 1)):
+            if ref:
+                is_ref.append(len(at_rows))
             at_rows.append(row)
             at_pos.append(width - 1 + t)
         targets += ref
         owners += [row] * len(ref)
         lengths.append(len(ref))
     got = logits_at(model, torch.tensor(at_rows), torch.tensor(at_pos), **inputs)
-    firsts = [i for i in range(len(at_rows)) if i == 0 or at_rows[i] != at_rows[i - 1]]
-    is_ref = [i for i in range(len(at_rows)) if len(rows[at_rows[i]].reference or []) > 0]
     device = got.device
     sums = summed_logprobs(
         Reads(
