@@ -112,6 +112,9 @@ class HFEngine(ScoringMixin):
             raise ModelLoadError(f"could not load adapter '{name}' from {path}: {exc}") from None
         self._adapter_fp[name] = digest_files(weights)
         self.model.eval()
+        from evalkit.engines.hf_lora import fuse_lora_forwards
+
+        fuse_lora_forwards(self.model)
 
     def fingerprint(self, variant: str) -> str:
         if variant == "base":
