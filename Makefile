@@ -45,6 +45,7 @@ bench: setup browser
 	$(BIN)/python bench/bench_decode_rows.py
 	$(BIN)/python bench/bench_pooled_generation.py --limit 10
 	$(BIN)/python bench/bench_pooled_generation.py --rounds 1
+	$(BIN)/python bench/bench_merged_drafts.py --limit 10
 	$(BIN)/python bench/bench_train.py --examples 32 --repeats 3
 	$(BIN)/python bench/bench_judge.py
 	$(BIN)/python bench/bench_prose_kl.py

@@ -85,6 +85,7 @@ _COLUMNS = (
     ("requests", "requests"),
     ("forward_tokens", "fwd tokens"),
     ("generated_tokens", "gen tokens"),
+    ("verified_tokens", "verified"),
     ("judge_calls", "judge calls"),
     ("labels", "labels"),
 )

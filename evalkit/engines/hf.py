@@ -17,6 +17,7 @@ from evalkit.engines.chat import (
     encode_chat,
     generation_stops,
 )
+from evalkit.engines.hf_drafts import Drafts
 from evalkit.engines.hf_scoring import BaseDistributions, ScoringMixin
 from evalkit.engines.resolve import model_fingerprint, resolve_model
 from evalkit.errors import InputError, ModelLoadError
@@ -51,6 +52,7 @@ class HFEngine(ScoringMixin):
         self._kl_base = BaseDistributions()
         self._shift_memo = {}
         self._base_greedy = set()
+        self._drafts = Drafts()  # each adapter's generations, its merged variant's drafts
         # a merged variant's targeted weights as they were before the merge (see _merge)
         self._kept_weights: list[tuple[Any, Any, Any]] = []
         resolved = resolve_model(base_spec, relative_to=relative_to)
@@ -237,7 +239,10 @@ class HFEngine(ScoringMixin):
         """Every request in shared batches (rows of any limit and stop strings), each
         reference read in its prompt's forward pass (see hf_generate). `on_batch` gets
         each finished batch's request indices and results (the result cache keeps them,
-        so an interrupted run loses at most the batch it was in)."""
+        so an interrupted run loses at most the batch it was in). For an adapter or its
+        merged variant, the rows the other one generated are checked first (hf_drafts):
+        those it would write token for token need no decoding."""
+        from evalkit.engines.hf_drafts import verify_drafts
         from evalkit.engines.hf_generate import GenRow, RowResult, generate_rows
 
         stops = {r.stop: generation_stops(self.tokenizer, r.stop) for r in requests}
@@ -252,8 +257,11 @@ class HFEngine(ScoringMixin):
             for ids, r in zip(encoded, requests, strict=True)
         ]
         out: dict[int, Generated] = {}
+        adapter = None if self._active_is_base() else self._active.removeprefix("merged:")
 
         def finished(idx: list[int], done: list[RowResult]) -> None:
+            if adapter is not None:
+                self._drafts.keep(adapter, [rows[i] for i in idx], [d.tokens for d in done])
             texts = [
                 cut_at_stops(
                     str(self.tokenizer.decode(d.tokens, skip_special_tokens=False)),
@@ -279,14 +287,30 @@ class HFEngine(ScoringMixin):
             if on_batch:
                 on_batch(idx, gens)
 
+        drafts = self._drafts.of(adapter, rows) if adapter is not None else {}
+        if drafts:
+            have = sorted(drafts)
+            checked = verify_drafts(
+                self.model,
+                self.tokenizer,
+                [rows[i] for i in have],
+                [drafts[i] for i in have],
+                self._token_batches,
+            )
+            kept = [(i, r) for i, r in zip(have, checked, strict=True) if r is not None]
+            if kept:
+                finished([i for i, _ in kept], [r for _, r in kept])
+                if progress:
+                    progress(len(kept))
+        rest = [i for i in range(len(rows)) if i not in out]
         generate_rows(
             self.model,
             self.tokenizer,
-            rows,
+            [rows[i] for i in rest],
             batch_size=self.batch_size,
             device=self.device,
             progress=progress,
-            on_batch=finished,
+            on_batch=lambda idx, done: finished([rest[j] for j in idx], done),
         )
         return [out[i] for i in range(len(requests))]
 

@@ -208,7 +208,7 @@ def _generate_batch(
                 tok = int(tokens[row])
                 out[i].append(tok)
                 wrote += 1
-                if step >= limits[i] or _finished(out[i], tok, ends, stops[i], tokenizer):
+                if step >= limits[i] or is_finished(out[i], tok, ends, stops[i], tokenizer):
                     live[row] = False
             count("generated_tokens", wrote)
             if not any(live):
@@ -413,7 +413,11 @@ def _feed(
     return logits, mask, next_pos + k
 
 
-def _finished(toks: list[int], tok: int, ends: set[int], stops: list[str], tokenizer: Any) -> bool:
+def is_finished(
+    toks: list[int], tok: int, ends: set[int], stops: list[str], tokenizer: Any
+) -> bool:
+    """Whether a row that wrote `toks` (the last of them `tok`) stops: an end-of-sequence
+    token, or a stop string in its text (the limit is the caller's)."""
     if tok in ends:
         return True
     if not stops:
