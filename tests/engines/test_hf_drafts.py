@@ -72,6 +72,28 @@ def test_a_draft_is_kept_exactly_when_greedy_decoding_writes_it(
     assert got == [None] * 4
 
 
+def test_drafts_that_mostly_fail_stop_being_checked(
+    tiny_model_dir: Path, adapter_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evalkit.engines.hf_drafts as hf_drafts
+
+    engine = new_engine(tiny_model_dir, adapter_dir)
+    rows = [r for r in rows_of(engine) if r.reference is None]
+    drafts = [r.tokens for r in generate_rows(engine.model, engine.tokenizer, rows, batch_size=4)]
+    spoiled = [[(d[0] + 1) % len(engine.tokenizer), *d[1:]] for d in drafts]
+    passes = []
+    real = hf_drafts.read_continuations
+    monkeypatch.setattr(hf_drafts, "read_continuations", lambda *a: passes.append(1) or real(*a))
+
+    def one_by_one(order: list[int], lengths: list[int]):
+        return ([i] for i in order)
+
+    got = verify_drafts(engine.model, engine.tokenizer, rows, spoiled, one_by_one)
+    assert got == [None, None] and len(passes) == 1  # the second row was not checked
+    got = verify_drafts(engine.model, engine.tokenizer, rows, drafts, one_by_one)
+    assert all(g is not None for g in got) and len(passes) == 3
+
+
 def pooled(engine: HFEngine, variant: str, requests: list[Generation]) -> tuple[list, dict]:
     prof = Profile()
     with prof.activate(), prof.stage("gen"), engine.variant(variant):
