@@ -18,17 +18,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._two_ways import agreement, best_of  # noqa: E402
 from evalkit.engines.evaluate import generation_requests  # noqa: E402
 from evalkit.engines.hf import HFEngine  # noqa: E402
 from evalkit.engines.hf_drafts import Drafts  # noqa: E402
 from evalkit.pipeline import validate  # noqa: E402
-from evalkit.profile import Profile  # noqa: E402
 
 
 def main() -> None:
@@ -55,19 +54,9 @@ def main() -> None:
             engine._drafts = kept
 
     ways = {"decoded": decoded, "checked": lambda: engine.generate_pooled(requests)}
-    best: dict[str, tuple[float, dict]] = {}
-    outputs = {}
     with engine.variant(merged):
         engine.generate_pooled(requests[:2])  # warm-up
-        for _ in range(args.rounds):
-            for name, run in ways.items():
-                prof = Profile()
-                with prof.activate(), prof.stage(name):
-                    t0 = time.perf_counter()
-                    outputs[name] = run()
-                    wall = time.perf_counter() - t0
-                if name not in best or wall < best[name][0]:
-                    best[name] = (wall, prof.rows()[0])
+        best, outputs = best_of(ways, args.rounds)
     print(f"{len(requests)} generation requests on {merged}, batch {batch}, best of {args.rounds}")
     for name, (wall, row) in best.items():
         print(
@@ -76,17 +65,7 @@ def main() -> None:
             " verified"
         )
     print(f"  checked is {best['decoded'][0] / best['checked'][0]:.2f}x decoded")
-    a, b = outputs["decoded"], outputs["checked"]
-    same = sum(x.text == y.text for x, y in zip(a, b, strict=True))
-    worst = max(
-        (
-            abs(x.reference.logprob - y.reference.logprob) / abs(x.reference.logprob)
-            for x, y in zip(a, b, strict=True)
-            if x.reference and y.reference and x.reference.logprob
-        ),
-        default=0.0,
-    )
-    print(f"  texts identical: {same} of {len(a)}; reference scores within {worst:.1e} relative")
+    print("  " + agreement(outputs["decoded"], outputs["checked"]))
 
 
 if __name__ == "__main__":

@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench._two_ways import agreement, best_of  # noqa: E402
 from evalkit.engines.evaluate import generation_requests  # noqa: E402
 from evalkit.engines.generations import generate_in_groups  # noqa: E402
 from evalkit.engines.hf import HFEngine  # noqa: E402
 from evalkit.pipeline import validate  # noqa: E402
-from evalkit.profile import Profile  # noqa: E402
 
 
 def main() -> None:
@@ -44,34 +43,13 @@ def main() -> None:
         "per task": lambda: generate_in_groups(engine, requests),
         "pooled": lambda: engine.generate_pooled(requests),
     }
-    best: dict[str, tuple[float, int, int]] = {}
-    outputs = {}
-    for _ in range(args.rounds):
-        for name, run in ways.items():
-            prof = Profile()
-            with prof.activate(), prof.stage(name):
-                t0 = time.perf_counter()
-                outputs[name] = run()
-                wall = time.perf_counter() - t0
-            row = prof.rows()[0]
-            got = (wall, int(row["forward_tokens"]), int(row["generated_tokens"]))
-            if name not in best or wall < best[name][0]:
-                best[name] = got
+    best, outputs = best_of(ways, args.rounds)
     print(f"{len(requests)} generation requests, batch {batch}, best of {args.rounds}")
-    for name, (wall, fwd, gen) in best.items():
+    for name, (wall, row) in best.items():
+        fwd, gen = row.get("forward_tokens", 0), row.get("generated_tokens", 0)
         print(f"  {name:<9} {wall:6.1f} s  {fwd:>7,} forward tokens  {gen:>6,} generated")
     print(f"  pooled is {best['per task'][0] / best['pooled'][0]:.2f}x per task")
-    a, b = outputs["per task"], outputs["pooled"]
-    same = sum(x.text == y.text for x, y in zip(a, b, strict=True))
-    worst = max(
-        (
-            abs(x.reference.logprob - y.reference.logprob) / abs(x.reference.logprob)
-            for x, y in zip(a, b, strict=True)
-            if x.reference and y.reference and x.reference.logprob
-        ),
-        default=0.0,
-    )
-    print(f"  texts identical: {same} of {len(a)}; reference scores within {worst:.1e} relative")
+    print("  " + agreement(outputs["per task"], outputs["pooled"]))
 
 
 if __name__ == "__main__":

@@ -104,3 +104,21 @@ def test_outputs_are_complete(demo_run: dict) -> None:
         "legal-overfit",
         "merged:legal-overfit",
     }
+
+
+def test_merged_variants_check_their_adapters_generations(demo_run: dict) -> None:
+    """On the real model each merged variant writes its adapter's texts, so every one of
+    its generations is its adapter's, checked in a pass instead of decoded (hf_drafts)."""
+    rows = {r["stage"]: r for r in demo_run["profile"]}
+    records = (Path(demo_run["_dir"]) / "records.jsonl").read_text().splitlines()
+    outputs: dict[tuple[str, str], dict[str, str]] = {}
+    for rec in map(json.loads, records):
+        if rec["output"] is not None:
+            outputs.setdefault((rec["task"], rec["example_id"]), {})[rec["variant"]] = rec["output"]
+    assert len(outputs) == 3 * LIMIT  # legal-summary, knowledge-open, open-ended
+    for adapter in ("legal-r16", "legal-overfit"):
+        own, merged = rows[f"{adapter} · generation"], rows[f"merged:{adapter} · generation"]
+        assert own["generated_tokens"] > 0 and "verified_tokens" not in own
+        assert merged["verified_tokens"] == own["generated_tokens"]
+        assert "generated_tokens" not in merged
+        assert all(o[adapter] == o[f"merged:{adapter}"] for o in outputs.values())
