@@ -288,20 +288,22 @@ class HFEngine(ScoringMixin):
                 on_batch(idx, gens)
 
         drafts = self._drafts.of(adapter, rows) if adapter is not None else {}
-        if drafts:
-            have = sorted(drafts)
-            checked = verify_drafts(
+        have = sorted(drafts)
+
+        def checked(idx: list[int], done: list[RowResult]) -> None:
+            finished([have[j] for j in idx], done)
+            if progress:
+                progress(len(idx))
+
+        if have:
+            verify_drafts(
                 self.model,
                 self.tokenizer,
                 [rows[i] for i in have],
                 [drafts[i] for i in have],
                 self._token_batches,
+                on_batch=checked,
             )
-            kept = [(i, r) for i, r in zip(have, checked, strict=True) if r is not None]
-            if kept:
-                finished([i for i, _ in kept], [r for _, r in kept])
-                if progress:
-                    progress(len(kept))
         rest = [i for i in range(len(rows)) if i not in out]
         generate_rows(
             self.model,

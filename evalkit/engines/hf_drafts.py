@@ -44,10 +44,12 @@ def verify_drafts(
     rows: list[GenRow],
     drafts: list[list[int]],
     batches: Batches,
+    on_batch: Callable[[list[int], list[RowResult]], None] | None = None,
 ) -> list[RowResult | None]:
     """Each row's result when its draft is what greedy decoding would write (None when
     not): the draft's tokens, and the reference's summed log-probability read in the same
-    pass."""
+    pass. `on_batch` gets each checked batch's kept rows (indices and results), so a
+    caller can keep them before the next batch runs."""
     ends = eos_ids(model)
     out: list[RowResult | None] = [None] * len(rows)
     todo = [i for i, d in enumerate(drafts) if _ends_as_written(rows[i], d, ends, tokenizer)]
@@ -70,10 +72,14 @@ def verify_drafts(
         ]
         got = read_continuations(model, tokenizer.pad_token_id, items)
         greedy, refs = _split(got, [_has_ref(rows[i]) for i in batch])
+        here: list[tuple[int, RowResult]] = []
         for j, i in enumerate(batch):
             if greedy[j]:
-                out[i] = RowResult(list(drafts[i]), refs[j])
+                out[i] = result = RowResult(list(drafts[i]), refs[j])
+                here.append((i, result))
                 count("verified_tokens", len(drafts[i]))
+        if on_batch and here:
+            on_batch([i for i, _ in here], [r for _, r in here])
         tried += len(batch)
         kept += sum(greedy)
         if 2 * kept < tried:  # drafts this far off cost a pass and save little: decode

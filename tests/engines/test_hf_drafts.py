@@ -139,3 +139,32 @@ def test_a_draft_that_fails_is_decoded(tiny_model_dir: Path, adapter_dir: Path) 
     alone, _ = pooled(new_engine(tiny_model_dir, adapter_dir), "merged:a", requests)
     assert [g.text for g in merged] == [g.text for g in alone]
     assert row["verified_tokens"] == 12 and row["generated_tokens"] == 6
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_check_has_handed_on_its_finished_batches(
+    tiny_model_dir: Path, adapter_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evalkit.engines.hf_drafts as hf_drafts
+
+    requests = [Generation(ChatPrompt(user=f"Prompt {i}"), 4 + i % 2) for i in range(6)]
+    engine = new_engine(tiny_model_dir, adapter_dir)  # batches of 4 rows
+    pooled(engine, "a", requests)
+    real = hf_drafts.read_continuations
+    passes: list[int] = []
+
+    def second_fails(*args):
+        passes.append(1)
+        if len(passes) == 2:
+            raise Interrupted
+        return real(*args)
+
+    monkeypatch.setattr(hf_drafts, "read_continuations", second_fails)
+    handed: list[int] = []
+    with engine.variant("merged:a"), pytest.raises(Interrupted):
+        engine.generate_pooled(requests, on_batch=lambda idx, gens: handed.extend(idx))
+    # the first checked batch (the three rows of one limit) was handed on before the second ran
+    assert sorted(handed) == [0, 2, 4]
