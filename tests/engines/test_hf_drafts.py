@@ -168,3 +168,29 @@ def test_an_interrupted_check_has_handed_on_its_finished_batches(
         engine.generate_pooled(requests, on_batch=lambda idx, gens: handed.extend(idx))
     # the first checked batch (the three rows of one limit) was handed on before the second ran
     assert sorted(handed) == [0, 2, 4]
+
+
+def test_a_draft_must_end_where_decoding_would_stop(tiny_model_dir: Path) -> None:
+    """The end check alone (no model): decoding stops at an end-of-sequence token, at the
+    first token whose text holds a stop string, or at the limit, and a draft must end
+    exactly there."""
+    from transformers import AutoTokenizer
+
+    from evalkit.engines.hf_drafts import _ends_as_written
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    eos = tok.eos_token_id
+
+    def ids(text: str) -> list[int]:
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+
+    upto, after = ids("Yes it is."), ids(" And more")
+    row = GenRow([1], 40, stops=(".",))
+    assert _ends_as_written(row, upto, {eos}, tok)
+    assert not _ends_as_written(row, upto + after, {eos}, tok)  # runs past its stop
+    assert not _ends_as_written(row, upto[:-1], {eos}, tok)  # stops before it
+    plain = GenRow([1], 40)
+    assert _ends_as_written(plain, after + [eos], {eos}, tok)
+    assert not _ends_as_written(plain, [eos] + after, {eos}, tok)  # an end in the middle
+    assert not _ends_as_written(plain, after, {eos}, tok)  # neither end nor limit
+    assert _ends_as_written(GenRow([1], len(after)), after, {eos}, tok)  # the limit
