@@ -7,7 +7,7 @@ greedy text is its adapter's almost always (all 352 generations of each merged v
 the demo). Decoding costs a forward step per token, each for a whole batch; reading a known
 continuation is one prefill-like pass, the rate of scoring rather than of decoding.
 
-Where drafts are mostly wrong (a merge into 4-bit weights rounds otherwise than the
+Where drafts are mostly wrong (a merge into 4-bit weights may round otherwise than the
 adapter's forward), checking them is a pass that saves little: once fewer than half the
 rows checked so far are kept, the rest decode without a check.
 

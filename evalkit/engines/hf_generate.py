@@ -31,13 +31,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.engines.hf_contexts import Reads, logits_at, summed_logprobs
-from evalkit.engines.hf_kv import preallocated_cache, run_shared_start, shared_start
+from evalkit.engines.hf_kv import (
+    TOKEN_BUDGET,
+    budget_batches,
+    preallocated_cache,
+    run_shared_start,
+    shared_start,
+)
 from evalkit.profile import count
 
 Progress = Callable[[int], None]
-# The padded positions of one prefill whose rows carry references, as scoring's
-# TOKEN_BUDGET: about 1.6 GB of fp32 logits for a 49k vocabulary at most.
-REFERENCE_BUDGET = 8192
+# The padded positions of one prefill whose rows carry references: scoring's budget.
+REFERENCE_BUDGET = TOKEN_BUDGET
 # Called once per batch after the prompt's forward, with its last-position logits (rows ×
 # vocab) and the prompt index of each row; returns the tokens (rows × k, k the same for
 # every call) each row is given before it decodes on its own. The judge uses it to pick a
@@ -246,17 +251,8 @@ def _prefill_chunks(rows: list[GenRow], group: list[int]) -> list[list[int]]:
     over the whole vocabulary are held at once)."""
     if all(rows[i].reference is None for i in group):
         return [group]
-    chunks: list[list[int]] = [[]]
-    widest = 0
-    for i in group:
-        width = len(rows[i].prompt) + len(rows[i].reference or [])
-        grown = max(widest, width)
-        if chunks[-1] and grown * (len(chunks[-1]) + 1) > REFERENCE_BUDGET:
-            chunks.append([])
-            grown = width
-        chunks[-1].append(i)
-        widest = grown
-    return chunks
+    widths = [len(r.prompt) + len(r.reference or []) for r in rows]
+    return list(budget_batches(group, widths, REFERENCE_BUDGET))
 
 
 @dataclass

@@ -8,15 +8,21 @@ batch's common prompt start run once.
 - `shared_start` / `run_shared_start`: the chat template's system turn, a task's
   instruction or a judge's rubric, common to a batch's prompts, runs for one row and every
   row continues from its keys and values (generation, log-likelihoods, open-shift).
+- `budget_batches`: rows in batches whose padded positions stay within a token budget,
+  since a pass that reads logits holds them for every read position at once (scoring,
+  references read with their prompts, drafts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 # A shorter common start is not worth a forward of its own.
 MIN_SHARED_PREFIX = 8
+# The padded positions of one pass that reads logits: about 1.6 GB of fp32 logits for a 49k
+# vocabulary at most.
+TOKEN_BUDGET = 8192
 
 
 def run_shared_start(model: Any, tokens: list[int], rows: int, cache: Any = None) -> Any:
@@ -115,3 +121,30 @@ def common_prefix(prompts: Sequence[list[int]]) -> int:
     while n < limit and all(p[n] == first[n] for p in prompts):
         n += 1
     return n
+
+
+def budget_batches(
+    order: Sequence[int],
+    lengths: Sequence[int],
+    budget: int,
+    max_rows: int | None = None,
+    alone: int | None = None,
+) -> Iterator[list[int]]:
+    """The indices of `order`, in order, in batches of at most `max_rows` rows whose
+    longest length times their rows stays within `budget` (a row over it is a batch of
+    its own). A row of at least `alone` is a batch of its own."""
+    batch: list[int] = []
+    width = 0
+    for i in order:
+        if alone is not None and lengths[i] >= alone:
+            yield [i]
+            continue
+        grown = max(width, lengths[i])
+        full = max_rows is not None and len(batch) >= max_rows
+        if batch and (full or grown * (len(batch) + 1) > budget):
+            yield batch
+            batch, grown = [], lengths[i]
+        batch.append(i)
+        width = grown
+    if batch:
+        yield batch

@@ -20,6 +20,7 @@ from typing import Any
 
 from evalkit.engines.base import ChatPrompt, LogLikelihood, Progress, RollingScore, TopKShift
 from evalkit.engines.hf_contexts import read_continuations
+from evalkit.engines.hf_kv import TOKEN_BUDGET, budget_batches
 from evalkit.profile import count
 
 ROLLING_WINDOW = 1024
@@ -28,8 +29,6 @@ ROLLING_WINDOW = 1024
 # and a per-document mean over 256 tokens is already stable (the demo's legal-r16: 0.14 to
 # 0.18 nats/token over documents); the bootstrap over documents carries the rest.
 KL_TOKENS = 256
-# ~1.6 GB of fp32 logits for a 49k vocabulary
-TOKEN_BUDGET = 8192
 # A sequence this long runs in a forward of its own: unpadded, its attention takes the
 # causal fast path, and the matrices are large enough alone. On 2 CPU threads, 8 prose
 # documents of ~810 tokens scored in 7.4 s one by one against 8.8 to 10.2 s batched; at
@@ -307,18 +306,10 @@ class ScoringMixin:
         forward keeps logits for every position (tokens × vocab floats), so long documents
         must come in smaller batches than short prompts. A sequence of at least `alone`
         tokens is a batch of its own."""
-        budget = TOKEN_BUDGET if budget is None else budget
-        batch: list[int] = []
-        width = 0
-        for i in order:
-            if alone is not None and lengths[i] >= alone:
-                yield [i]
-                continue
-            grown = max(width, lengths[i])
-            if batch and (len(batch) >= self.batch_size or grown * (len(batch) + 1) > budget):
-                yield batch
-                batch, grown = [], lengths[i]
-            batch.append(i)
-            width = grown
-        if batch:
-            yield batch
+        return budget_batches(
+            order,
+            lengths,
+            TOKEN_BUDGET if budget is None else budget,
+            max_rows=self.batch_size,
+            alone=alone,
+        )
